@@ -1,0 +1,4 @@
+//! mailward: a milter that watches SMTP behavior and intercepts spam with a
+//! keyword-indexed string library.
+
+pub mod library;

@@ -1,0 +1,3 @@
+fn main() {
+    println!("mailward {}", env!("CARGO_PKG_VERSION"));
+}
