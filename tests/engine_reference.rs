@@ -72,7 +72,11 @@ fn piece_string(max: usize) -> impl Strategy<Value = String> {
 
 fn spec() -> impl Strategy<Value = EntrySpec> {
     (piece_string(8), any::<bool>()).prop_map(|(text, word)| {
-        EntrySpec::new(text).with_mode(if word { MatchMode::Word } else { MatchMode::Substring })
+        EntrySpec::new(text).with_mode(if word {
+            MatchMode::Word
+        } else {
+            MatchMode::Substring
+        })
     })
 }
 
@@ -145,14 +149,19 @@ fn random_ascii_library_and_text_agree_with_reference() {
         let s: String = (0..len).map(|_| alpha[(next() % 4) as usize]).collect();
         if !normalize(&s).is_empty() {
             let word = next() % 3 == 0;
-            specs.push(
-                EntrySpec::new(s).with_mode(if word { MatchMode::Word } else { MatchMode::Substring }),
-            );
+            specs.push(EntrySpec::new(s).with_mode(if word {
+                MatchMode::Word
+            } else {
+                MatchMode::Substring
+            }));
         }
     }
     let text: String = (0..20_000).map(|_| alpha[(next() % 4) as usize]).collect();
     for tier8_min in [1, usize::MAX] {
-        let opts = BuildOptions { tier8_min, ..BuildOptions::default() };
+        let opts = BuildOptions {
+            tier8_min,
+            ..BuildOptions::default()
+        };
         let lib = Library::from_specs(&specs, opts).expect("specs are valid");
         let want = reference(&specs, &text);
         assert!(want.len() > 1000, "the case is dense");

@@ -15,10 +15,12 @@
 //! The lists are built as an arena linked by a `next` index (strings in
 //! input order, heads and tails kept in a build-time map), then frozen: each
 //! list is laid out as one contiguous run of nodes, the following slot is
-//! the next element, and a `LAST` bit ends the run. The table (`hashbrown::HashTable<u32>`)
-//! maps a keyword to the first node of its run; it stores only the node
-//! index and compares keys by reading them back from the node, which keeps
-//! a bucket at 4 bytes.
+//! the next element, and a `LAST` bit ends the run. The table
+//! (`hashbrown::HashTable`) maps a keyword to the first node of its run; a
+//! bucket holds the keyword too (12 bytes), so a keyword that is not in the
+//! library is refused without touching the nodes, and lookups are
+//! independent of each other (the scanner issues a block's lookups before
+//! it verifies any candidate, so their cache misses overlap).
 //!
 //! Nodes double as the library's entries: entry `i` is node `i`, so a hit
 //! needs no further indirection to be counted.
@@ -46,6 +48,10 @@ use hashbrown::{HashMap, HashTable};
 
 use super::hash::{Bitmap, MixState, TAG_SHORT, TAG4, mix, read_le};
 use super::keyword::Chooser;
+
+/// Indexes up to this size are taken to stay in the caches (a typical L2 is
+/// 1–2 MiB per core).
+const CACHE_RESIDENT_BYTES: usize = 2 << 20;
 
 /// Longest library string, in bytes after normalization.
 pub const MAX_LEN: usize = 1024;
@@ -111,6 +117,30 @@ impl Node {
     }
 }
 
+/// A table entry: the keyword and the first node of its list. Three `u32`
+/// rather than `(u64, u32)` so that a bucket is 12 bytes, not 16.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    key_lo: u32,
+    key_hi: u32,
+    pub head: u32,
+}
+
+impl Slot {
+    fn new(key: u64, head: u32) -> Slot {
+        Slot {
+            key_lo: key as u32,
+            key_hi: (key >> 32) as u32,
+            head,
+        }
+    }
+
+    #[inline(always)]
+    pub fn key(&self) -> u64 {
+        (self.key_hi as u64) << 32 | self.key_lo as u64
+    }
+}
+
 /// One string handed to the index builder.
 pub(crate) struct Pattern<'a> {
     pub bytes: &'a [u8],
@@ -120,19 +150,26 @@ pub(crate) struct Pattern<'a> {
 pub(crate) struct Index {
     pub nodes: Vec<Node>,
     pub tails: Vec<u8>,
-    pub table: HashTable<u32>,
+    pub table: HashTable<Slot>,
     pub bm4: Bitmap,
     pub bm8: Bitmap,
     pub bm_short: Bitmap,
     /// Bit `len - 1` set when a short string of that length starts with the
     /// byte.
     pub short_first: [u8; 256],
+    /// Bit `b0 | b1 << 8` set when a short string may start with bytes
+    /// `b0 b1` (a 1-byte string sets all 256 of its pairs): one L1-resident
+    /// test per position instead of up to three hashed ones.
+    pub short_pairs: Box<[u64; 1024]>,
     pub has4: bool,
     pub has8: bool,
     pub longest_list: usize,
+    /// Small enough to stay in the CPU caches: the scanner then skips its
+    /// prefetching passes.
+    pub cache_resident: bool,
 }
 
-#[inline]
+#[cfg(test)]
 fn mask(k: usize) -> u64 {
     if k >= 8 {
         u64::MAX
@@ -245,6 +282,7 @@ impl Index {
         let mut nodes = Vec::with_capacity(patterns.len());
         let mut tails = Vec::with_capacity(tail_bytes);
         let mut short_first = [0u8; 256];
+        let mut short_pairs = Box::new([0u64; 1024]);
         let (mut n4, mut n8, mut ns) = (0usize, 0usize, 0usize);
         for &i in &order {
             let p = &patterns[i as usize];
@@ -259,6 +297,11 @@ impl Index {
             }
             if kind == KIND_SHORT {
                 short_first[b[0] as usize] |= 1 << (b.len() - 1);
+                let seconds = if b.len() == 1 { 0..=255 } else { b[1]..=b[1] };
+                for b1 in seconds {
+                    let pair = b[0] as usize | (b1 as usize) << 8;
+                    short_pairs[pair >> 6] |= 1 << (pair & 63);
+                }
             }
             let mut meta = offs[i as usize] | (kind << KIND_SHIFT);
             if p.word && b[0].is_ascii_alphanumeric() {
@@ -289,9 +332,11 @@ impl Index {
             bm8: Bitmap::with_keys(n8, opts.bits_per_key),
             bm_short: Bitmap::with_keys(ns, opts.bits_per_key),
             short_first,
+            short_pairs,
             has4: n4 > 0,
             has8: n8 > 0,
             longest_list: 0,
+            cache_resident: false,
         };
         let mut run = 0;
         for pos in 0..index.nodes.len() {
@@ -301,21 +346,20 @@ impl Index {
                 let key = keys[order[pos] as usize];
                 let h = mix(key);
                 match node.kind() {
-                    KIND_SHORT => index.bm_short.insert(h),
-                    KIND_4 => index.bm4.insert(h),
-                    _ => index.bm8.insert(h),
+                    KIND_SHORT => index.bm_short.insert(key),
+                    KIND_4 => index.bm4.insert(key),
+                    _ => index.bm8.insert(key),
                 }
-                let nodes = &index.nodes;
-                let tails = &index.tails;
                 index
                     .table
-                    .insert_unique(h, pos as u32, |&n| mix(node_key(nodes, tails, n)));
+                    .insert_unique(h, Slot::new(key, pos as u32), |s| mix(s.key()));
             }
             if node.is_last() {
                 index.longest_list = index.longest_list.max(run);
                 run = 0;
             }
         }
+        index.cache_resident = index.heap_bytes() <= CACHE_RESIDENT_BYTES;
         (index, order)
     }
 
@@ -335,8 +379,8 @@ impl Index {
     #[inline(always)]
     pub fn find(&self, h: u64, key: u64) -> Option<usize> {
         self.table
-            .find(h, |&n| node_key(&self.nodes, &self.tails, n) == key)
-            .map(|&n| n as usize)
+            .find(h, |s| s.key() == key)
+            .map(|s| s.head as usize)
     }
 
     pub fn distinct_keywords(&self) -> usize {
@@ -350,6 +394,7 @@ impl Index {
             + self.bm4.heap_bytes()
             + self.bm8.heap_bytes()
             + self.bm_short.heap_bytes()
+            + std::mem::size_of::<[u64; 1024]>()
     }
 }
 
@@ -363,7 +408,7 @@ fn byte_of(tails: &[u8], node: &Node, i: usize) -> u8 {
 }
 
 /// The keyword value of node `n`, read back from the node.
-#[inline]
+#[cfg(test)]
 fn node_key(nodes: &[Node], tails: &[u8], n: u32) -> u64 {
     let Some(node) = nodes.get(n as usize) else {
         return u64::MAX;

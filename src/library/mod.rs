@@ -34,7 +34,7 @@ pub use build::{AddError, Attrs, Builder};
 pub use index::{BuildOptions, MAX_LEN};
 pub use load::LoadError;
 pub use model::{Action, EntrySpec, MatchMode, Origin};
-pub use scan::{Hit, Scanner};
+pub use scan::{Hit, Scanner, probe_stats};
 
 use index::Index;
 

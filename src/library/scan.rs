@@ -112,62 +112,214 @@ impl Scanner {
 
 /// Scans `t[..n]`; `t` has at least `PAD` bytes after `n`.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
+    let has_short = idx.short_first.iter().any(|&b| b != 0);
+    // One loop per combination of keyword kinds, so the inner loop carries
+    // no test for kinds the library does not have.
+    match (idx.has4, idx.has8, has_short) {
+        (true, true, true) => scan_blocks::<true, true, true>(idx, t, n, counts),
+        (true, true, false) => scan_blocks::<true, true, false>(idx, t, n, counts),
+        (true, false, true) => scan_blocks::<true, false, true>(idx, t, n, counts),
+        (true, false, false) => scan_blocks::<true, false, false>(idx, t, n, counts),
+        (false, true, true) => scan_blocks::<false, true, true>(idx, t, n, counts),
+        (false, true, false) => scan_blocks::<false, true, false>(idx, t, n, counts),
+        (false, false, true) => scan_blocks::<false, false, true>(idx, t, n, counts),
+        (false, false, false) => {}
+    }
+}
+
+/// Two phases per block of 64 positions: first the bitmaps are tested at
+/// every position without a branch, giving one bit mask per kind; then only
+/// the set bits are probed. The first phase is a tight loop the CPU runs
+/// at a few cycles per byte; the second touches the table.
+#[inline(never)]
+fn scan_blocks<const K4: bool, const K8: bool, const KS: bool>(
+    idx: &Index,
+    t: &[u8],
+    n: usize,
+    counts: &mut HashMap<u32, u32, MixState>,
+) {
     let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
-    for i in 0..n {
-        let Some(chunk) = t[i..].first_chunk::<PAD>() else {
-            break;
+    // Up to five keys per position (4-byte, 8-byte, three short ones).
+    let mut cands = [(0u64, 0u32); 64 * 5];
+    let mut heads = [(0u32, 0u32); 64 * 5];
+    let mut base = 0;
+    while base < n {
+        let end = (base + 64).min(n);
+        // One pass per kind keeps each loop's live values in registers.
+        let blk = t.get(base..end + PAD - 1).unwrap_or_default();
+        let full = <&[u8; 64 + PAD - 1]>::try_from(blk).ok();
+        let mut m4 = match (K4, full) {
+            (false, _) => 0,
+            (true, Some(arr)) => idx.bm4.filter64(arr, |w| (w & 0xFFFF_FFFF) | TAG4),
+            (true, None) => filter_block(blk, |w| idx.bm4.test((w & 0xFFFF_FFFF) | TAG4)),
         };
-        let w = u64::from_le_bytes(*chunk);
-        if idx.has4 {
-            let key = (w & 0xFFFF_FFFF) | TAG4;
-            let h = mix(key);
-            if idx.bm4.contains(h) {
-                probe(idx, h, key, i, t, n, &mut found);
-            }
+        let mut m8 = match (K8, full) {
+            (false, _) => 0,
+            (true, Some(arr)) => idx.bm8.filter64(arr, |w| w),
+            (true, None) => filter_block(blk, |w| idx.bm8.test(w)),
+        };
+        let pair_bit = |w: u64| {
+            let pair = (w & 0xFFFF) as usize;
+            (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
+        };
+        let mut ms = match (KS, full) {
+            (false, _) => 0,
+            (true, Some(arr)) => pairs64(&idx.short_pairs, arr),
+            (true, None) => filter_block(blk, pair_bit),
+        };
+        // Candidate keywords of the block, then the lookups in passes that
+        // do not depend on each other (see `lookup_block`).
+        let mut nc = 0;
+        let mut add = |key: u64, i: usize| {
+            cands[nc] = (key, i as u32);
+            nc += 1;
+        };
+        while m4 != 0 {
+            let i = base + m4.trailing_zeros() as usize;
+            m4 &= m4 - 1;
+            add((read8(t, i) & 0xFFFF_FFFF) | TAG4, i);
         }
-        if idx.has8 {
-            let h = mix(w);
-            if idx.bm8.contains(h) {
-                probe(idx, h, w, i, t, n, &mut found);
-            }
+        while m8 != 0 {
+            let i = base + m8.trailing_zeros() as usize;
+            m8 &= m8 - 1;
+            add(read8(t, i), i);
         }
-        let lens = idx.short_first[chunk[0] as usize];
-        if lens != 0 {
+        while ms != 0 {
+            let i = base + ms.trailing_zeros() as usize;
+            ms &= ms - 1;
+            let w = read8(t, i);
+            let lens = idx.short_first[(w & 0xFF) as usize];
             for len in 1..=3 {
                 if lens & (1 << (len - 1)) != 0 {
                     let key = (w & ((1 << (8 * len)) - 1)) | TAG_SHORT[len];
-                    let h = mix(key);
-                    if idx.bm_short.contains(h) {
-                        probe(idx, h, key, i, t, n, &mut found);
+                    if idx.bm_short.test(key) != 0 {
+                        add(key, i);
                     }
                 }
             }
         }
+        let nh = lookup_block(idx, &cands[..nc], &mut heads);
+        for &(i, head) in &heads[..nh] {
+            walk(idx, head as usize, i as usize, t, n, &mut found);
+        }
+        base = end;
     }
 }
 
-/// Walks the list of `key` (hash `h`, seen at text position `i`) and
-/// reports every candidate that matches.
+/// Looks up the candidate keys `(key, position)` of a block and writes
+/// `(position, list head)` for those in the table; returns how many.
+///
+/// Three passes, so that cache misses overlap instead of queueing behind
+/// each other: first each key's home bucket is touched (an independent load
+/// per key, which the CPU issues many at a time, even down a mispredicted
+/// path), then the real lookups run on warm lines, then the first node of
+/// every list found is touched before any is verified.
+#[inline(always)]
+fn lookup_block(idx: &Index, cands: &[(u64, u32)], heads: &mut [(u32, u32)]) -> usize {
+    let buckets = idx.table.num_buckets();
+    let mut sink = 0u32;
+    // An index that fits in the caches gains nothing from touching first.
+    let touch = if idx.cache_resident { 0 } else { cands.len() };
+    for &(key, _) in &cands[..touch] {
+        if let Some(slot) = idx
+            .table
+            .get_bucket(mix(key) as usize & buckets.wrapping_sub(1))
+        {
+            sink ^= slot.head;
+        }
+    }
+    let mut nh = 0;
+    for &(key, i) in cands {
+        probe_stats::count(0);
+        if let Some(head) = idx.find(mix(key), key) {
+            probe_stats::count(1);
+            if let Some(h) = heads.get_mut(nh) {
+                *h = (i, head as u32);
+                nh += 1;
+            }
+        }
+    }
+    for &(_, head) in &heads[..nh.min(touch)] {
+        if let Some(node) = idx.nodes.get(head as usize) {
+            sink ^= node.prefix as u32;
+        }
+    }
+    std::hint::black_box(sink);
+    nh
+}
+
+/// Bit `j` set where the first two bytes at `text[j..]` may start a short
+/// string, for a full block.
+#[inline(never)]
+fn pairs64(pairs: &[u64; 1024], text: &[u8; 64 + PAD - 1]) -> u64 {
+    let mut m = 0u64;
+    for j in 0..64 {
+        let pair = text[j] as usize | (text[j + 1] as usize) << 8;
+        m = (m >> 1) | (((pairs[pair >> 6] >> (pair & 63)) & 1) << 63);
+    }
+    m
+}
+
+/// Bit `j` set where `test` passes the 8-byte window at `blk[j..]`; `blk`
+/// holds the block's positions plus `PAD - 1` bytes (the last, partial
+/// block of a text; full blocks take the unrolled paths).
+#[inline(always)]
+fn filter_block(blk: &[u8], test: impl Fn(u64) -> u64) -> u64 {
+    let mut m = 0u64;
+    for (j, w) in blk.windows(PAD).enumerate() {
+        // Always succeeds: `windows` yields slices of exactly PAD bytes.
+        let Ok(a) = <[u8; PAD]>::try_from(w) else {
+            continue;
+        };
+        m |= test(u64::from_le_bytes(a)) << j;
+    }
+    m
+}
+
+#[inline(always)]
+fn read8(t: &[u8], i: usize) -> u64 {
+    t.get(i..)
+        .and_then(|s| s.first_chunk::<PAD>())
+        .map_or(0, |c| u64::from_le_bytes(*c))
+}
+
+/// Walks the list starting at node `head`, whose keyword was seen at text
+/// position `i`, and reports every string that matches.
 #[inline]
-fn probe(
-    idx: &Index,
-    h: u64,
-    key: u64,
-    i: usize,
-    t: &[u8],
-    n: usize,
-    found: &mut impl FnMut(usize),
-) {
-    let Some(head) = idx.find(h, key) else {
-        return;
-    };
+fn walk(idx: &Index, head: usize, i: usize, t: &[u8], n: usize, found: &mut impl FnMut(usize)) {
     for (j, node) in idx.nodes[head..].iter().enumerate() {
+        probe_stats::count(2);
         if verify(idx, node, i, t, n) {
+            probe_stats::count(3);
             found(head + j);
         }
         if node.is_last() {
             break;
         }
+    }
+}
+
+/// Counters of the scan's work (lookups, keywords found, candidates
+/// verified, matches), compiled in only with the `scan-stats` feature for
+/// tuning; otherwise every call is empty.
+pub mod probe_stats {
+    #[cfg(feature = "scan-stats")]
+    static COUNTS: [std::sync::atomic::AtomicU64; 4] =
+        [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+
+    #[inline(always)]
+    pub(super) fn count(_what: usize) {
+        #[cfg(feature = "scan-stats")]
+        COUNTS[_what].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Lookups, keywords found, candidates verified, matches (all zero
+    /// without the feature).
+    pub fn take() -> [u64; 4] {
+        #[cfg(feature = "scan-stats")]
+        return std::array::from_fn(|i| COUNTS[i].swap(0, std::sync::atomic::Ordering::Relaxed));
+        #[cfg(not(feature = "scan-stats"))]
+        [0; 4]
     }
 }
 

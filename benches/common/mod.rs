@@ -1,0 +1,244 @@
+//! Deterministic test data for the benchmarks: libraries of mixed English
+//! words and phrases, CJK phrases, domains and a few 1–2 character strings,
+//! and text written from the same vocabulary so that it is dense with hits.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// xorshift64*: small, fast, reproducible across platforms.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Roughly Zipf-distributed index below `n`: small indices are common.
+    pub fn zipf(&mut self, n: usize) -> usize {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        (((n as f64 + 1.0).powf(u) - 1.0) as usize).min(n - 1)
+    }
+}
+
+/// Letters weighted by their frequency in English text.
+const LETTERS: &[u8] = b"eeeeeeeeeeeetttttttttaaaaaaaaoooooooiiiiiiinnnnnnnsssssshhhhhhrrrrrrddddlllluuucccmmmwwffggyyppbbvkjxqz";
+const TLDS: &[&str] = &[
+    "com", "net", "org", "cn", "info", "biz", "ru", "top", "xyz", "co.uk",
+];
+
+pub struct Vocab {
+    pub words: Vec<String>,
+    pub cjk: Vec<char>,
+}
+
+impl Vocab {
+    pub fn new(rng: &mut Rng) -> Vocab {
+        let mut seen = HashSet::new();
+        let mut words = Vec::new();
+        // Frequent short words first: the Zipf draw favours them, as text does.
+        for w in [
+            "the", "and", "for", "you", "your", "free", "now", "to", "of", "in", "is",
+        ] {
+            seen.insert(w.to_string());
+            words.push(w.to_string());
+        }
+        // Then words of random letters at English frequencies, shorter
+        // ones first (they get the higher Zipf ranks, as in real text).
+        while words.len() < 30_000 {
+            let n = 2 + (words.len() * 9 / 30_000) + rng.below(3);
+            let w: String = (0..n)
+                .map(|_| LETTERS[rng.below(LETTERS.len())] as char)
+                .collect();
+            if seen.insert(w.clone()) {
+                words.push(w);
+            }
+        }
+        // 3 500 ideographs, the first ones most common.
+        let mut cjk = Vec::new();
+        let mut seen = HashSet::new();
+        while cjk.len() < 3500 {
+            let c = char::from_u32(0x4E00 + rng.below(0x9FA5 - 0x4E00) as u32).unwrap_or('中');
+            if seen.insert(c) {
+                cjk.push(c);
+            }
+        }
+        Vocab { words, cjk }
+    }
+
+    fn word(&self, rng: &mut Rng) -> &str {
+        &self.words[rng.zipf(self.words.len())]
+    }
+
+    fn rare_word(&self, rng: &mut Rng) -> &str {
+        &self.words[rng.below(self.words.len())]
+    }
+
+    fn domain(&self, rng: &mut Rng) -> String {
+        let mut d = self.rare_word(rng).to_string();
+        if rng.below(2) == 0 {
+            d.push_str(&rng.below(1000).to_string());
+        }
+        if rng.below(3) == 0 {
+            d = format!("{}-{d}", self.word(rng));
+        }
+        format!("{d}.{}", TLDS[rng.below(TLDS.len())])
+    }
+
+    fn cjk_phrase(&self, rng: &mut Rng, min: usize, max: usize) -> String {
+        let n = min + rng.below(max - min + 1);
+        (0..n).map(|_| self.cjk[rng.zipf(self.cjk.len())]).collect()
+    }
+}
+
+/// `n` distinct library strings (already lowercase and single-spaced, so
+/// normalization leaves them as they are): English phrases of two to four
+/// words (a rare word, then common ones), rare single words, CJK phrases of
+/// two to six characters (at most 20 000 of two characters: a language
+/// has only so many short words), domains, and about 200 strings of one or
+/// two characters.
+pub fn library(n: usize, seed: u64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let v = Vocab::new(&mut rng);
+    let mut seen = HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..200 {
+        let s = match i % 4 {
+            0 => v.cjk[rng.below(v.cjk.len())].to_string(),
+            1 => ((b'a' + rng.below(26) as u8) as char).to_string().repeat(2),
+            2 => format!(
+                "{}{}",
+                (b'0' + rng.below(10) as u8) as char,
+                (b'a' + rng.below(26) as u8) as char
+            ),
+            _ => ["$", "¥", "€", "!!", "%", "★", "☆", "※"][rng.below(8)].to_string(),
+        };
+        if out.len() < n && seen.insert(s.clone()) {
+            out.push(s);
+        }
+    }
+    // A language has only so many short words: two-character CJK phrases
+    // are capped, longer libraries grow with longer phrases.
+    let mut cjk2 = 0;
+    while out.len() < n {
+        let s = match rng.below(20) {
+            // English phrases (30 %): a rare word first, then common ones.
+            0..=5 => {
+                let k = 1 + rng.below(3);
+                let mut words = vec![v.rare_word(&mut rng)];
+                words.extend((0..k).map(|_| v.word(&mut rng)));
+                words.join(" ")
+            }
+            // Rare single words (10 %).
+            6..=7 => v.words[5000 + rng.below(v.words.len() - 5000)].clone(),
+            // CJK phrases (35 %).
+            8..=14 => {
+                if cjk2 < 20_000 && rng.below(2) == 0 {
+                    cjk2 += 1;
+                    v.cjk_phrase(&mut rng, 2, 2)
+                } else {
+                    v.cjk_phrase(&mut rng, 3, 6)
+                }
+            }
+            // Domains (25 %).
+            _ => v.domain(&mut rng),
+        };
+        if seen.insert(s.clone()) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// About `bytes` of text: English sentences, CJK sentences and links from
+/// the same vocabulary as the library, with a library string dropped in
+/// about every 100 bytes ("dense": real mail has far fewer hits).
+pub fn text(bytes: usize, lib: &[String], seed: u64) -> String {
+    let mut rng = Rng::new(seed ^ 0xABCD);
+    let v = Vocab::new(&mut Rng::new(seed));
+    let mut t = String::with_capacity(bytes + 256);
+    let mut next_insert = 100;
+    while t.len() < bytes {
+        match rng.below(10) {
+            0..=5 => {
+                for _ in 0..4 + rng.below(8) {
+                    t.push_str(v.word(&mut rng));
+                    t.push(' ');
+                }
+            }
+            6..=8 => {
+                t.push_str(&v.cjk_phrase(&mut rng, 5, 20));
+                t.push(' ');
+            }
+            _ => {
+                t.push_str("https://www.");
+                t.push_str(&v.domain(&mut rng));
+                t.push_str("/x ");
+            }
+        }
+        if !lib.is_empty() && t.len() >= next_insert {
+            t.push_str(&lib[rng.below(lib.len())]);
+            t.push(' ');
+            next_insert = t.len() + 100;
+        }
+    }
+    t
+}
+
+/// `$MAILWARD_CORPUS`, when it names a directory.
+pub fn corpus() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os("MAILWARD_CORPUS")?);
+    p.is_dir().then_some(p)
+}
+
+/// Every line of every `*.txt` file of `dir` (blank lines skipped).
+pub fn list_lines(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "txt"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        if let Ok(s) = std::fs::read_to_string(&f) {
+            out.extend(
+                s.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from),
+            );
+        }
+    }
+    out
+}
+
+/// The raw bytes of every message file below `dir`, in path order.
+pub fn messages(dir: &Path) -> Vec<Vec<u8>> {
+    let mut paths = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p
+                    .file_name()
+                    .is_some_and(|n| n != "README.md" && n != "LICENSE")
+                {
+                    paths.push(p);
+                }
+            }
+        }
+    }
+    paths.sort();
+    paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+}

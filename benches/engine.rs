@@ -1,0 +1,215 @@
+//! Scan throughput, build time and index memory of the keyword index
+//! against aho-corasick (contiguous NFA everywhere; DFA where it builds) on
+//! the same libraries and the same normalized text.
+//!
+//! `cargo bench --bench engine` runs the synthetic libraries of 10 k, 100 k
+//! and 1 M strings (`MAILWARD_BENCH_SIZES=10000,100000` to choose). With
+//! `MAILWARD_CORPUS` set to a folder holding `lexicon-zh/*.txt` and
+//! `spamassassin/`, the real lists are scanned against the real messages
+//! too. Each index is built once per run, outside criterion's loop; the
+//! build times and memory are printed as a table at the end and written to
+//! `target/bench-engine.md`.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mailward::library::normalize::normalize;
+use mailward::library::{Attrs, BuildOptions, Builder, Library, MatchMode, Origin, Scanner};
+
+const TEXT_BYTES: usize = 4 << 20;
+
+struct Row {
+    name: String,
+    strings: usize,
+    raw_bytes: usize,
+    engine: &'static str,
+    build: Option<Duration>,
+    memory: Option<usize>,
+    matches: Option<usize>,
+}
+
+fn build_ours(strings: &[String], opts: BuildOptions) -> (Library, Duration) {
+    let t = Instant::now();
+    let mut b = Builder::new(opts);
+    let source = b.add_source("bench");
+    let attrs = Attrs {
+        weight: 1.0,
+        category: b.category("bench"),
+        action: None,
+        mode: MatchMode::Substring,
+    };
+    for (i, s) in strings.iter().enumerate() {
+        // Generated and real strings are all valid entries; skip any that
+        // normalize to nothing rather than abort the benchmark.
+        let _ = b.add(
+            s,
+            attrs,
+            None,
+            Origin {
+                source,
+                line: i as u32 + 1,
+            },
+        );
+    }
+    let lib = b.build();
+    (lib, t.elapsed())
+}
+
+fn build_ac(strings: &[String], kind: AhoCorasickKind) -> Option<(AhoCorasick, Duration)> {
+    let t = Instant::now();
+    AhoCorasick::builder()
+        .kind(Some(kind))
+        .match_kind(MatchKind::Standard)
+        .build(strings)
+        .ok()
+        .map(|ac| (ac, t.elapsed()))
+}
+
+fn ours_matches(lib: &Library, text: &str) -> usize {
+    let mut s = Scanner::new();
+    s.scan_normalized(lib, text)
+        .iter()
+        .map(|h| h.count as usize)
+        .sum()
+}
+
+fn compare(c: &mut Criterion, rows: &mut Vec<Row>, name: &str, strings: Vec<String>, text: String) {
+    // The same normalized strings for every engine.
+    let mut strings: Vec<String> = strings
+        .iter()
+        .map(|s| normalize(s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    strings.sort_unstable();
+    strings.dedup();
+    let text = normalize(&text);
+    let raw_bytes: usize = strings.iter().map(String::len).sum();
+    let n = strings.len();
+    let row = |engine, build, memory, matches| Row {
+        name: name.to_string(),
+        strings: n,
+        raw_bytes,
+        engine,
+        build,
+        memory,
+        matches,
+    };
+
+    let (lib, t) = build_ours(&strings, BuildOptions::default());
+    rows.push(row(
+        "mailward",
+        Some(t),
+        Some(lib.stats().index_bytes),
+        Some(ours_matches(&lib, &text)),
+    ));
+    let nfa = build_ac(&strings, AhoCorasickKind::ContiguousNFA);
+    if let Some((ac, t)) = &nfa {
+        rows.push(row(
+            "ac-nfa",
+            Some(*t),
+            Some(ac.memory_usage()),
+            Some(ac.find_overlapping_iter(&text).count()),
+        ));
+    }
+    // The DFA needs gigabytes near a million strings: not built there.
+    let dfa = if n <= 150_000 {
+        build_ac(&strings, AhoCorasickKind::DFA)
+    } else {
+        None
+    };
+    match &dfa {
+        Some((ac, t)) => rows.push(row(
+            "ac-dfa",
+            Some(*t),
+            Some(ac.memory_usage()),
+            Some(ac.find_overlapping_iter(&text).count()),
+        )),
+        None => rows.push(row("ac-dfa", None, None, None)),
+    }
+
+    let mut g = c.benchmark_group(format!("scan/{name}"));
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(3));
+    let mut scanner = Scanner::new();
+    g.bench_function(BenchmarkId::new("mailward", n), |b| {
+        b.iter(|| scanner.scan_normalized(&lib, &text).len())
+    });
+    if let Some((ac, _)) = &nfa {
+        g.bench_function(BenchmarkId::new("ac-nfa", n), |b| {
+            b.iter(|| ac.find_overlapping_iter(&text).count())
+        });
+    }
+    if let Some((ac, _)) = &dfa {
+        g.bench_function(BenchmarkId::new("ac-dfa", n), |b| {
+            b.iter(|| ac.find_overlapping_iter(&text).count())
+        });
+    }
+    g.finish();
+}
+
+fn engine(c: &mut Criterion) {
+    let sizes: Vec<usize> = std::env::var("MAILWARD_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        let strings = common::library(n, 42);
+        let text = common::text(TEXT_BYTES, &strings, 7);
+        compare(c, &mut rows, &format!("synthetic-{n}"), strings, text);
+    }
+    if let Some(dir) = common::corpus() {
+        let strings = common::list_lines(&dir.join("lexicon-zh"));
+        let mut text = String::new();
+        for m in common::messages(&dir.join("spamassassin")) {
+            text.push_str(&String::from_utf8_lossy(&m));
+            text.push('\n');
+            if text.len() > 16 << 20 {
+                break;
+            }
+        }
+        if !strings.is_empty() && !text.is_empty() {
+            compare(c, &mut rows, "lexicon-zh+spamassassin", strings, text);
+        }
+    }
+    report(&rows);
+}
+
+fn report(rows: &[Row]) {
+    let mut out = String::from(
+        "| data | strings | raw MB | engine | build ms | index MB | index/raw | matches |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let mb = |b: usize| b as f64 / (1 << 20) as f64;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.strings,
+            mb(r.raw_bytes),
+            r.engine,
+            r.build.map_or("not built".into(), |d| format!(
+                "{:.0}",
+                d.as_secs_f64() * 1e3
+            )),
+            r.memory.map_or("-".into(), |m| format!("{:.1}", mb(m))),
+            r.memory.map_or("-".into(), |m| format!(
+                "{:.2}",
+                m as f64 / r.raw_bytes as f64
+            )),
+            r.matches.map_or("-".into(), |m| m.to_string()),
+        );
+    }
+    eprintln!("\n{out}");
+    let _ = std::fs::create_dir_all("target");
+    let _ = std::fs::write("target/bench-engine.md", out);
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);

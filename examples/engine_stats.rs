@@ -1,0 +1,84 @@
+//! Prints the statistics of a synthetic library (the benchmark's
+//! generator) and times a few scans: a quick look while tuning.
+//! `cargo run --release --example engine_stats -- 100000`
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use mailward::library::normalize::normalize;
+use mailward::library::{BuildOptions, EntrySpec, Library, Scanner};
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let tier8_min: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
+    let bits: usize = std::env::args()
+        .nth(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    let mut strings = common::library(n, 42);
+    if std::env::var_os("NOSHORT").is_some() {
+        strings.retain(|s| s.len() >= 4);
+    }
+    let text = normalize(&common::text(4 << 20, &strings, 7));
+    let specs: Vec<EntrySpec> = strings.iter().map(EntrySpec::new).collect();
+    let lib = Library::from_specs(
+        &specs,
+        BuildOptions {
+            bits_per_key: bits,
+            tier8_min,
+        },
+    )
+    .expect("valid");
+    println!("{:#?}", lib.stats());
+    let _ = mailward::library::probe_stats::take();
+    let mut s = Scanner::new();
+    // Best of several runs: the machine may be shared.
+    let mut total = 0;
+    let mut secs = f64::MAX;
+    for _ in 0..7 {
+        let t = Instant::now();
+        total += s.scan_normalized(&lib, &text).len();
+        secs = secs.min(t.elapsed().as_secs_f64());
+    }
+    let total = total * 5 / 7;
+    let mut hits = s.scan_normalized(&lib, &text).to_vec();
+    hits.sort_by_key(|h| std::cmp::Reverse(h.count));
+    let matches: u32 = hits.iter().map(|h| h.count).sum();
+    println!("matches {matches} in {} bytes; top:", text.len());
+    let mut by = std::collections::BTreeMap::new();
+    for h in &hits {
+        let t = lib.entry(h.entry).map(|e| e.text()).unwrap_or_default();
+        let kind = if t.len() < 4 {
+            "short"
+        } else if t.contains('.') {
+            "domain"
+        } else if t.is_ascii() {
+            if t.contains(' ') { "phrase" } else { "word" }
+        } else {
+            "cjk"
+        };
+        let e = by.entry(kind).or_insert((0u32, 0u32));
+        e.0 += 1;
+        e.1 += h.count;
+    }
+    println!("by kind (entries, matches): {by:?}");
+    for h in hits.iter().take(12) {
+        println!("  {:?} {}", lib.entry(h.entry).map(|e| e.text()), h.count);
+    }
+    println!(
+        "probes/found/cands/ok per scan: {:?}",
+        mailward::library::probe_stats::take().map(|x| x / 6)
+    );
+    println!(
+        "distinct hits {} ; {:.1} MB/s",
+        total / 5,
+        text.len() as f64 / secs / 1e6
+    );
+}
