@@ -10,6 +10,7 @@ use mailward::library::normalize::normalize;
 use mailward::library::{BuildOptions, EntrySpec, Library, Scanner};
 
 fn main() {
+    env_logger::init();
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -18,6 +19,10 @@ fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
+    let tier5_min: usize = std::env::args()
+        .nth(4)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(BuildOptions::default().tier5_min);
     let bits: usize = std::env::args()
         .nth(3)
         .and_then(|s| s.parse().ok())
@@ -28,14 +33,17 @@ fn main() {
     }
     let text = normalize(&common::text(4 << 20, &strings, 7));
     let specs: Vec<EntrySpec> = strings.iter().map(EntrySpec::new).collect();
+    let t = Instant::now();
     let lib = Library::from_specs(
         &specs,
         BuildOptions {
             bits_per_key: bits,
+            tier5_min,
             tier8_min,
         },
     )
     .expect("valid");
+    println!("from_specs {:?}", t.elapsed());
     println!("{:#?}", lib.stats());
     let _ = mailward::library::probe_stats::take();
     let mut s = Scanner::new();

@@ -82,10 +82,16 @@ fn spec() -> impl Strategy<Value = EntrySpec> {
 
 fn options() -> impl Strategy<Value = BuildOptions> {
     // Tiny bitmaps force collisions; tier8_min 1 forces 8-byte keywords.
-    (prop::sample::select(vec![1usize, 2, 16]), any::<bool>()).prop_map(|(bits, t8)| BuildOptions {
-        bits_per_key: bits,
-        tier8_min: if t8 { 1 } else { usize::MAX },
-    })
+    (
+        prop::sample::select(vec![1usize, 2, 16]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(bits, t5, t8)| BuildOptions {
+            bits_per_key: bits,
+            tier5_min: if t5 { 1 } else { usize::MAX },
+            tier8_min: if t8 { 1 } else { usize::MAX },
+        })
 }
 
 proptest! {

@@ -220,6 +220,7 @@ impl Builder {
             ..
         } = self;
         drop(dedup);
+        log::debug!("library collected in {:?}", started.elapsed());
         let patterns: Vec<Pattern> = drafts
             .iter()
             .map(|d| Pattern {

@@ -1,17 +1,20 @@
 //! Keyword values, their hash, and the bitmap pre-filter.
 //!
-//! A keyword is a fixed-length byte window read as one integer. Windows of
-//! different lengths share one hash table, so each length carries a tag in
-//! byte 5 of the value: a 4-byte window `w` becomes `w | TAG4`, a short
-//! string of 1–3 bytes `s | TAG_SHORT[len]`, and an 8-byte window is used as
-//! it is. Tags are control bytes (1–4) that normalized text never contains,
-//! so an 8-byte window can never equal a tagged value.
+//! A keyword is a fixed-length byte window read as one little-endian
+//! integer. Windows of different lengths share one hash table, so each
+//! length carries a tag in the first byte past the window: a control byte
+//! (1–7) that normalized text never contains. A window of width `k` (4–7)
+//! becomes `w | TAG[k]`, a short string of 1–3 bytes `s | TAG_SHORT[len]`
+//! (tags in byte 5), and an 8-byte window is used as it is. Two keys of
+//! different kinds therefore always differ in some byte: where one has a
+//! tag the other has a text byte (0x20 or more), a different tag, or zero.
 //!
 //! The hash is a folded 64×64→128 multiply: one `mul` instruction, and every
 //! output bit depends on every input bit (a plain multiplicative hash leaves
 //! the low bits weak, and hashbrown takes its bucket index from them).
 
-pub const TAG4: u64 = 1 << 40;
+/// Tags of windows, indexed by kind (`width - 3`): widths 4 to 8.
+pub const TAG: [u64; 6] = [0, 1 << 40, 5 << 40, 6 << 48, 7 << 56, 0];
 /// Tags of strings shorter than a 4-byte window, indexed by length.
 pub const TAG_SHORT: [u64; 4] = [0, 2 << 40, 3 << 40, 4 << 40];
 
@@ -158,11 +161,11 @@ mod tests {
     fn bitmap_has_no_false_negatives() {
         let mut b = Bitmap::with_keys(1000, 16);
         for x in 0..1000u64 {
-            b.insert(x | TAG4);
+            b.insert(x | TAG[1]);
         }
-        assert!((0..1000u64).all(|x| b.test(x | TAG4) == 1));
+        assert!((0..1000u64).all(|x| b.test(x | TAG[1]) == 1));
         let fp = (1000..101_000u64)
-            .filter(|&x| b.test(x | TAG4) == 1)
+            .filter(|&x| b.test(x | TAG[1]) == 1)
             .count();
         assert!(fp < 100_000 / 8, "false positive rate too high: {fp}");
     }

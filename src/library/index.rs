@@ -46,8 +46,8 @@
 use hashbrown::hash_map::Entry;
 use hashbrown::{HashMap, HashTable};
 
-use super::hash::{Bitmap, MixState, TAG_SHORT, TAG4, mix, read_le};
-use super::keyword::Chooser;
+use super::hash::{Bitmap, MixState, TAG, TAG_SHORT, mix, read_le};
+use super::keyword::{Chooser, byte_prior};
 
 /// Indexes up to this size are taken to stay in the caches (a typical L2 is
 /// 1–2 MiB per core).
@@ -58,20 +58,30 @@ pub const MAX_LEN: usize = 1024;
 
 const OFF_MASK: u16 = 0x3FF;
 const KIND_SHIFT: u16 = 10;
-const WORD_START: u16 = 1 << 12;
-const WORD_END: u16 = 1 << 13;
-const LAST: u16 = 1 << 14;
+const WORD_START: u16 = 1 << 13;
+const WORD_END: u16 = 1 << 14;
+const LAST: u16 = 1 << 15;
 
+/// Kind of a node's keyword: the whole string (shorter than 4 bytes), or a
+/// window of `kind + 3` bytes (kinds 1..=5 are widths 4..=8).
 pub(crate) const KIND_SHORT: u16 = 0;
-pub(crate) const KIND_4: u16 = 1;
-pub(crate) const KIND_8: u16 = 2;
+pub(crate) const KINDS: usize = 6;
+
+#[inline(always)]
+pub(crate) const fn width(kind: u16) -> usize {
+    kind as usize + 3
+}
 
 /// Tuning of the index build. The defaults come from the benchmarks in
 /// `docs/benchmarks.md`.
 #[derive(Clone, Copy, Debug)]
 pub struct BuildOptions {
-    /// Bitmap bits per keyword (rounded up to a power of two in total).
+    /// Filter bits per keyword (rounded up to a power of two in total).
     pub bits_per_key: usize,
+    /// Use 5-byte keywords for strings of 5 to 7 bytes once the library has
+    /// at least this many of them (4-byte windows of short words are common
+    /// in text; each common keyword is a table lookup for nothing).
+    pub tier5_min: usize,
     /// Use 8-byte keywords for strings of 8 bytes or more once the library
     /// has at least this many of them.
     pub tier8_min: usize,
@@ -81,11 +91,19 @@ impl Default for BuildOptions {
     fn default() -> BuildOptions {
         BuildOptions {
             bits_per_key: 16,
+            tier5_min: 50_000,
             tier8_min: 200_000,
         }
     }
 }
 
+/// One library string in the frozen lists (16 bytes).
+///
+/// `prefix` holds 8 bytes of the string starting at its *anchor*: offset 0
+/// when the keyword lies within the first 8 bytes, else the keyword's
+/// offset. `tails[tail..]` holds the other `len - 8` bytes (those before
+/// the anchor, then those after the 8 prefix bytes), if any. The keyword can
+/// therefore always be read from `prefix` alone.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Node {
     pub prefix: u64,
@@ -101,7 +119,12 @@ impl Node {
     }
     #[inline(always)]
     pub fn kind(&self) -> u16 {
-        (self.meta >> KIND_SHIFT) & 3
+        (self.meta >> KIND_SHIFT) & 7
+    }
+    /// Offset in the string of the bytes held in `prefix`.
+    #[inline(always)]
+    pub fn anchor(&self) -> usize {
+        anchor(self.kind(), self.kw_off())
     }
     #[inline(always)]
     pub fn is_last(&self) -> bool {
@@ -117,27 +140,12 @@ impl Node {
     }
 }
 
-/// A table entry: the keyword and the first node of its list. Three `u32`
-/// rather than `(u64, u32)` so that a bucket is 12 bytes, not 16.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
-    key_lo: u32,
-    key_hi: u32,
-    pub head: u32,
-}
-
-impl Slot {
-    fn new(key: u64, head: u32) -> Slot {
-        Slot {
-            key_lo: key as u32,
-            key_hi: (key >> 32) as u32,
-            head,
-        }
-    }
-
-    #[inline(always)]
-    pub fn key(&self) -> u64 {
-        (self.key_hi as u64) << 32 | self.key_lo as u64
+#[inline(always)]
+fn anchor(kind: u16, kw_off: usize) -> usize {
+    if kind == KIND_SHORT || kw_off + width(kind) <= 8 {
+        0
+    } else {
+        kw_off
     }
 }
 
@@ -150,10 +158,13 @@ pub(crate) struct Pattern<'a> {
 pub(crate) struct Index {
     pub nodes: Vec<Node>,
     pub tails: Vec<u8>,
-    pub table: HashTable<Slot>,
-    pub bm4: Bitmap,
-    pub bm8: Bitmap,
-    pub bm_short: Bitmap,
+    /// Keyword -> first node of its list. A bucket holds only the node
+    /// number (4 bytes); the key is compared against the node's prefix.
+    pub table: HashTable<u32>,
+    /// One filter per keyword kind (`filters[KIND_SHORT]` holds the short
+    /// strings); `widths` lists the window kinds in use.
+    pub filters: [Bitmap; KINDS],
+    pub kinds: Vec<u16>,
     /// Bit `len - 1` set when a short string of that length starts with the
     /// byte.
     pub short_first: [u8; 256],
@@ -161,16 +172,15 @@ pub(crate) struct Index {
     /// `b0 b1` (a 1-byte string sets all 256 of its pairs): one L1-resident
     /// test per position instead of up to three hashed ones.
     pub short_pairs: Box<[u64; 1024]>,
-    pub has4: bool,
-    pub has8: bool,
+    pub has_short: bool,
     pub longest_list: usize,
     /// Small enough to stay in the CPU caches: the scanner then skips its
     /// prefetching passes.
     pub cache_resident: bool,
 }
 
-#[cfg(test)]
-fn mask(k: usize) -> u64 {
+#[inline(always)]
+pub(crate) fn mask(k: usize) -> u64 {
     if k >= 8 {
         u64::MAX
     } else {
@@ -178,13 +188,14 @@ fn mask(k: usize) -> u64 {
     }
 }
 
-/// The keyword value of `bytes` (a pattern or a text window) for `kind`.
+/// The keyword value of the first bytes of `w` (a little-endian window) for
+/// `kind`; for a short string `kind` is 0 and `len` its length.
 #[inline(always)]
-pub(crate) fn key_of(kind: u16, bytes: &[u8]) -> u64 {
-    match kind {
-        KIND_SHORT => read_le(bytes) | TAG_SHORT[bytes.len()],
-        KIND_4 => read_le(bytes) | TAG4,
-        _ => read_le(bytes),
+pub(crate) fn key_of_window(w: u64, kind: u16, len: usize) -> u64 {
+    if kind == KIND_SHORT {
+        (w & mask(len)) | TAG_SHORT[len]
+    } else {
+        (w & mask(width(kind))) | TAG[kind as usize]
     }
 }
 
@@ -192,18 +203,23 @@ impl Index {
     /// Builds the index. Returns it with the permutation applied to the
     /// input: `order[i]` is the input position of entry `i`.
     pub fn build(patterns: &[Pattern<'_>], opts: BuildOptions) -> (Index, Vec<u32>) {
+        let t0 = std::time::Instant::now();
+        let mid = patterns
+            .iter()
+            .filter(|p| (5..8).contains(&p.bytes.len()))
+            .count();
         let long = patterns.iter().filter(|p| p.bytes.len() >= 8).count();
+        let use5 = mid > 0 && mid >= opts.tier5_min;
         let use8 = long > 0 && long >= opts.tier8_min;
-        let kind_of = |len: usize| {
-            if len < 4 {
-                KIND_SHORT
-            } else if use8 && len >= 8 {
-                KIND_8
-            } else {
-                KIND_4
+        let kind_of = |len: usize| -> u16 {
+            match len {
+                0..=3 => KIND_SHORT,
+                8.. if use8 => 5,
+                5.. if use5 => 2,
+                _ => 1,
             }
         };
-        let width = |kind: u16| if kind == KIND_8 { 8 } else { 4 };
+        let key = |kind: u16, w: &[u8]| key_of_window(read_le(&w[..w.len().min(8)]), kind, w.len());
 
         // Pass 1: how common is each window in the library.
         let windows: usize = patterns
@@ -211,44 +227,41 @@ impl Index {
             .map(|p| p.bytes.len().saturating_sub(3))
             .sum();
         let mut chooser = Chooser::new(windows);
+        let mut buf = Vec::with_capacity(MAX_LEN + 8);
         for p in patterns {
             let kind = kind_of(p.bytes.len());
-            if kind == KIND_SHORT {
-                continue;
-            }
-            for w in p.bytes.windows(width(kind)) {
-                chooser.count(key_of(kind, w));
+            if kind != KIND_SHORT {
+                for_windows(p.bytes, kind, &mut buf, |_, k, _| chooser.count(k));
             }
         }
 
         // Pass 2: each string's rarest window, linked into its list: an
-        // arena where `next[i]` follows entry `i`, heads and tails by key.
+        // arena where `next[i]` follows entry `i`, tails kept by key.
         const NIL: u32 = u32::MAX;
         let mut keys = Vec::with_capacity(patterns.len());
         let mut offs = Vec::with_capacity(patterns.len());
         let mut next = vec![NIL; patterns.len()];
         let mut is_head = vec![false; patterns.len()];
-        let mut lists: HashMap<u64, u32, MixState> = HashMap::with_hasher(MixState);
+        let mut lists: HashMap<u64, u32, MixState> =
+            HashMap::with_capacity_and_hasher(patterns.len(), MixState);
         for (i, p) in patterns.iter().enumerate() {
             let kind = kind_of(p.bytes.len());
-            let (off, key) = if kind == KIND_SHORT {
-                (0, key_of(kind, p.bytes))
+            let (off, k) = if kind == KIND_SHORT {
+                (0, key(kind, p.bytes))
             } else {
-                let best = p
-                    .bytes
-                    .windows(width(kind))
-                    .enumerate()
-                    .map(|(o, w)| (chooser.cost(key_of(kind, w), w), o, key_of(kind, w)))
-                    .min_by_key(|&(cost, o, _)| (cost, o));
-                match best {
-                    Some((_, o, key)) => (o, key),
-                    None => (0, key_of(KIND_SHORT, p.bytes)),
-                }
+                let mut best = (u64::MAX, u32::MAX, 0, 0);
+                for_windows(p.bytes, kind, &mut buf, |o, k, prior| {
+                    let (c, assigned) = chooser.cost(k, prior);
+                    if (c, assigned) < (best.0, best.1) {
+                        best = (c, assigned, o, k);
+                    }
+                });
+                (best.2, best.3)
             };
-            chooser.assign(key);
-            keys.push(key);
+            chooser.assign(k);
+            keys.push(k);
             offs.push(off as u16);
-            match lists.entry(key) {
+            match lists.entry(k) {
                 Entry::Occupied(mut e) => {
                     next[*e.get() as usize] = i as u32;
                     *e.get_mut() = i as u32;
@@ -261,6 +274,7 @@ impl Index {
         }
         drop(chooser);
         drop(lists);
+        let t_choose = t0.elapsed();
 
         // Freeze: lay each list out as a contiguous run, lists in the order
         // their first string came, strings in input order within a list.
@@ -283,17 +297,13 @@ impl Index {
         let mut tails = Vec::with_capacity(tail_bytes);
         let mut short_first = [0u8; 256];
         let mut short_pairs = Box::new([0u64; 1024]);
-        let (mut n4, mut n8, mut ns) = (0usize, 0usize, 0usize);
+        let mut per_kind = [0usize; KINDS];
         for &i in &order {
             let p = &patterns[i as usize];
             let b = p.bytes;
             let kind = kind_of(b.len());
             if is_head[i as usize] {
-                match kind {
-                    KIND_SHORT => ns += 1,
-                    KIND_4 => n4 += 1,
-                    _ => n8 += 1,
-                }
+                per_kind[kind as usize] += 1;
             }
             if kind == KIND_SHORT {
                 short_first[b[0] as usize] |= 1 << (b.len() - 1);
@@ -303,7 +313,8 @@ impl Index {
                     short_pairs[pair >> 6] |= 1 << (pair & 63);
                 }
             }
-            let mut meta = offs[i as usize] | (kind << KIND_SHIFT);
+            let off = offs[i as usize];
+            let mut meta = off | (kind << KIND_SHIFT);
             if p.word && b[0].is_ascii_alphanumeric() {
                 meta |= WORD_START;
             }
@@ -313,28 +324,30 @@ impl Index {
             if next[i as usize] == NIL {
                 meta |= LAST;
             }
+            let a = anchor(kind, off as usize);
+            let held = (b.len() - a).min(8);
             nodes.push(Node {
-                prefix: read_le(&b[..b.len().min(8)]),
+                prefix: read_le(&b[a..a + held]),
                 tail: tails.len() as u32,
                 len: b.len() as u16,
                 meta,
             });
-            if b.len() > 8 {
-                tails.extend_from_slice(&b[8..]);
-            }
+            tails.extend_from_slice(&b[..a]);
+            tails.extend_from_slice(&b[a + held..]);
         }
 
+        let t_freeze = t0.elapsed();
         let mut index = Index {
             nodes,
             tails,
-            table: HashTable::with_capacity(n4 + n8 + ns),
-            bm4: Bitmap::with_keys(n4, opts.bits_per_key),
-            bm8: Bitmap::with_keys(n8, opts.bits_per_key),
-            bm_short: Bitmap::with_keys(ns, opts.bits_per_key),
+            table: HashTable::with_capacity(per_kind.iter().sum()),
+            filters: std::array::from_fn(|k| Bitmap::with_keys(per_kind[k], opts.bits_per_key)),
+            kinds: (1..KINDS as u16)
+                .filter(|&k| per_kind[k as usize] > 0)
+                .collect(),
             short_first,
             short_pairs,
-            has4: n4 > 0,
-            has8: n8 > 0,
+            has_short: per_kind[KIND_SHORT as usize] > 0,
             longest_list: 0,
             cache_resident: false,
         };
@@ -343,44 +356,48 @@ impl Index {
             run += 1;
             let node = index.nodes[pos];
             if is_head[order[pos] as usize] {
-                let key = keys[order[pos] as usize];
-                let h = mix(key);
-                match node.kind() {
-                    KIND_SHORT => index.bm_short.insert(key),
-                    KIND_4 => index.bm4.insert(key),
-                    _ => index.bm8.insert(key),
-                }
+                let k = keys[order[pos] as usize];
+                index.filters[node.kind() as usize].insert(k);
+                let nodes = &index.nodes;
                 index
                     .table
-                    .insert_unique(h, Slot::new(key, pos as u32), |s| mix(s.key()));
+                    .insert_unique(mix(k), pos as u32, |&n| mix(node_key(nodes, n)));
             }
             if node.is_last() {
                 index.longest_list = index.longest_list.max(run);
                 run = 0;
             }
         }
+        index.tails.shrink_to_fit();
+        log::debug!(
+            "index build: keywords chosen {:?}, lists frozen {:?}, table and filters {:?}",
+            t_choose,
+            t_freeze - t_choose,
+            t0.elapsed() - t_freeze
+        );
         index.cache_resident = index.heap_bytes() <= CACHE_RESIDENT_BYTES;
         (index, order)
-    }
-
-    /// Byte `i` of node `n`'s string.
-    #[inline]
-    fn byte(&self, node: &Node, i: usize) -> u8 {
-        byte_of(&self.tails, node, i)
     }
 
     /// The whole string of entry `n`.
     pub fn pattern(&self, n: usize) -> Vec<u8> {
         let node = &self.nodes[n];
-        (0..node.len as usize).map(|i| self.byte(node, i)).collect()
+        let (len, a, tail) = (node.len as usize, node.anchor(), node.tail as usize);
+        let held = (len - a).min(8);
+        let rest = self.tails.get(tail..tail + len - held).unwrap_or_default();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&rest[..a.min(rest.len())]);
+        out.extend_from_slice(&node.prefix.to_le_bytes()[..held]);
+        out.extend_from_slice(rest.get(a..).unwrap_or_default());
+        out
     }
 
     /// The head of the list for `key`, whose hash is `h`.
     #[inline(always)]
     pub fn find(&self, h: u64, key: u64) -> Option<usize> {
         self.table
-            .find(h, |s| s.key() == key)
-            .map(|s| s.head as usize)
+            .find(h, |&n| node_key(&self.nodes, n) == key)
+            .map(|&n| n as usize)
     }
 
     pub fn distinct_keywords(&self) -> usize {
@@ -391,44 +408,47 @@ impl Index {
         self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.tails.capacity()
             + self.table.allocation_size()
-            + self.bm4.heap_bytes()
-            + self.bm8.heap_bytes()
-            + self.bm_short.heap_bytes()
+            + self.filters.iter().map(Bitmap::heap_bytes).sum::<usize>()
             + std::mem::size_of::<[u64; 1024]>()
     }
 }
 
+/// Calls `f(offset, key, prior)` for every window of `kind` in `bytes`
+/// (at least as long as the width), with the text prior of its bytes kept
+/// as a running sum; `buf` is scratch space.
 #[inline]
-fn byte_of(tails: &[u8], node: &Node, i: usize) -> u8 {
-    if i < 8 {
-        (node.prefix >> (8 * i)) as u8
-    } else {
-        tails.get(node.tail as usize + i - 8).copied().unwrap_or(0)
+fn for_windows(bytes: &[u8], kind: u16, buf: &mut Vec<u8>, mut f: impl FnMut(usize, u64, u32)) {
+    let k = width(kind);
+    if bytes.len() < k {
+        return;
+    }
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    buf.extend_from_slice(&[0; 8]);
+    let mut prior: u32 = bytes[..k].iter().map(|&b| byte_prior(b)).sum();
+    for (o, w) in buf.windows(8).take(bytes.len() - k + 1).enumerate() {
+        let Ok(a) = <[u8; 8]>::try_from(w) else {
+            break;
+        };
+        f(o, key_of_window(u64::from_le_bytes(a), kind, 0), prior);
+        if let Some(&next) = bytes.get(o + k) {
+            prior = prior + byte_prior(next) - byte_prior(bytes[o]);
+        }
     }
 }
 
-/// The keyword value of node `n`, read back from the node.
-#[cfg(test)]
-fn node_key(nodes: &[Node], tails: &[u8], n: u32) -> u64 {
-    let Some(node) = nodes.get(n as usize) else {
-        return u64::MAX;
-    };
-    let off = node.kw_off();
-    let (k, tag) = match node.kind() {
-        KIND_SHORT => (node.len as usize, TAG_SHORT[(node.len as usize).min(3)]),
-        KIND_4 => (4, TAG4),
-        _ => (8, 0),
-    };
-    let v = if off + k <= 8 {
-        (node.prefix >> (8 * off)) & mask(k)
-    } else {
-        let mut v = 0u64;
-        for j in 0..k {
-            v |= (byte_of(tails, node, off + j) as u64) << (8 * j);
+/// The keyword value of node `n`, read from its prefix.
+#[inline(always)]
+fn node_key(nodes: &[Node], n: u32) -> u64 {
+    match nodes.get(n as usize) {
+        Some(node) => {
+            let kind = node.kind();
+            let len = node.len as usize;
+            let shifted = node.prefix >> (8 * (node.kw_off() - node.anchor()));
+            key_of_window(shifted, kind, len.min(3))
         }
-        v
-    };
-    v | tag
+        None => u64::MAX,
+    }
 }
 
 #[cfg(test)]
@@ -465,7 +485,7 @@ mod tests {
         let runs = idx.nodes.iter().filter(|n| n.is_last()).count();
         assert_eq!(runs, idx.distinct_keywords());
         for n in 0..idx.nodes.len() {
-            let key = node_key(&idx.nodes, &idx.tails, n as u32);
+            let key = node_key(&idx.nodes, n as u32);
             let head = idx
                 .find(mix(key), key)
                 .expect("every keyword is in the table");
@@ -479,14 +499,38 @@ mod tests {
     fn tier8_is_used_only_past_the_threshold() {
         let strs = ["abcdefghij", "0123456789"];
         let (idx, _) = build(&strs, BuildOptions::default());
-        assert!(idx.has4 && !idx.has8);
+        assert_eq!(idx.kinds, [1]);
         let opts = BuildOptions {
             tier8_min: 1,
             ..BuildOptions::default()
         };
-        let (idx, _) = build(&strs, opts);
-        assert!(!idx.has4 && idx.has8);
-        assert!(idx.nodes.iter().all(|n| n.kind() == KIND_8));
+        let (idx, order) = build(&strs, opts);
+        assert_eq!(idx.kinds, [5]);
+        assert!(idx.nodes.iter().all(|n| n.kind() == 5));
+        for (n, &i) in order.iter().enumerate() {
+            assert_eq!(idx.pattern(n), strs[i as usize].as_bytes());
+        }
+    }
+
+    #[test]
+    fn tier5_takes_strings_of_five_to_seven_bytes() {
+        let strs = ["abcd", "abcde", "abcdefg", "abcdefgh", "ab"];
+        let opts = BuildOptions {
+            tier5_min: 1,
+            tier8_min: 1,
+            ..BuildOptions::default()
+        };
+        let (idx, order) = build(&strs, opts);
+        assert_eq!(idx.kinds, [1, 2, 5]);
+        for (n, &i) in order.iter().enumerate() {
+            let want = match strs[i as usize].len() {
+                0..=3 => KIND_SHORT,
+                4 => 1,
+                5..=7 => 2,
+                _ => 5,
+            };
+            assert_eq!(idx.nodes[n].kind(), want);
+        }
     }
 
     #[test]

@@ -15,9 +15,8 @@
 //! lists.
 //!
 //! Cost: two passes over every window of every string, each a hash and one
-//! counter update; memory is two counter arrays sized to the number of
-//! windows (at most 2^23 counters each, 16 MiB together), freed after the
-//! build.
+//! access to a counter array sized to the number of windows (at most 2^22
+//! slots of 4 bytes, 16 MiB), freed after the build.
 
 use super::hash::mix;
 
@@ -44,9 +43,16 @@ static BYTE_PRIOR: [u8; 256] = {
     t
 };
 
+/// How common byte `b` is in mail text (0–7).
+#[inline]
+pub fn byte_prior(b: u8) -> u32 {
+    BYTE_PRIOR[b as usize] as u32
+}
+
 pub struct Chooser {
-    freq: Vec<u16>,
-    assigned: Vec<u16>,
+    /// Per hashed slot: library occurrences (low half) and strings assigned
+    /// so far (high half), together so that a cost is one memory access.
+    slots: Vec<u32>,
     shift: u32,
 }
 
@@ -55,8 +61,7 @@ impl Chooser {
     pub fn new(windows: usize) -> Chooser {
         let size = windows.next_power_of_two().clamp(1 << 12, 1 << 22);
         Chooser {
-            freq: vec![0; size],
-            assigned: vec![0; size],
+            slots: vec![0; size],
             shift: 64 - size.trailing_zeros(),
         }
     }
@@ -67,22 +72,29 @@ impl Chooser {
     }
 
     /// Counts one library occurrence of a keyword value.
+    #[inline]
     pub fn count(&mut self, key: u64) {
         let s = self.slot(key);
-        self.freq[s] = self.freq[s].saturating_add(1);
+        if self.slots[s] & 0xFFFF != 0xFFFF {
+            self.slots[s] += 1;
+        }
     }
 
     /// Lower is better: library occurrences first, then the text prior of
     /// the window's bytes, then the length of its list so far.
-    pub fn cost(&self, key: u64, bytes: &[u8]) -> (u64, u16) {
-        let s = self.slot(key);
-        let prior: u64 = bytes.iter().map(|&b| BYTE_PRIOR[b as usize] as u64).sum();
-        (self.freq[s] as u64 * 64 + prior, self.assigned[s])
+    /// `prior` is the sum of [`byte_prior`] over the window's bytes.
+    #[inline]
+    pub fn cost(&self, key: u64, prior: u32) -> (u64, u32) {
+        let v = self.slots[self.slot(key)];
+        ((v & 0xFFFF) as u64 * 64 + prior as u64, v >> 16)
     }
 
     /// Records that a string was put in this keyword's list.
+    #[inline]
     pub fn assign(&mut self, key: u64) {
         let s = self.slot(key);
-        self.assigned[s] = self.assigned[s].saturating_add(1);
+        if self.slots[s] >> 16 != 0xFFFF {
+            self.slots[s] += 1 << 16;
+        }
     }
 }

@@ -24,8 +24,8 @@
 use hashbrown::HashMap;
 
 use super::Library;
-use super::hash::{MixState, TAG_SHORT, TAG4, mix};
-use super::index::{Index, Node};
+use super::hash::{MixState, mix};
+use super::index::{Index, KIND_SHORT, KINDS, Node, key_of_window, mask};
 use super::normalize::normalize_into;
 
 /// One library entry found in a text.
@@ -111,89 +111,60 @@ impl Scanner {
 }
 
 /// Scans `t[..n]`; `t` has at least `PAD` bytes after `n`.
+///
+/// Two phases per block of 64 positions: first each keyword kind's filter
+/// is tested at every position without a branch, giving one bit mask per
+/// kind (one tight pass per kind keeps each loop's values in registers);
+/// then only the set bits are looked up and verified.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
-    let has_short = idx.short_first.iter().any(|&b| b != 0);
-    // One loop per combination of keyword kinds, so the inner loop carries
-    // no test for kinds the library does not have.
-    match (idx.has4, idx.has8, has_short) {
-        (true, true, true) => scan_blocks::<true, true, true>(idx, t, n, counts),
-        (true, true, false) => scan_blocks::<true, true, false>(idx, t, n, counts),
-        (true, false, true) => scan_blocks::<true, false, true>(idx, t, n, counts),
-        (true, false, false) => scan_blocks::<true, false, false>(idx, t, n, counts),
-        (false, true, true) => scan_blocks::<false, true, true>(idx, t, n, counts),
-        (false, true, false) => scan_blocks::<false, true, false>(idx, t, n, counts),
-        (false, false, true) => scan_blocks::<false, false, true>(idx, t, n, counts),
-        (false, false, false) => {}
-    }
-}
-
-/// Two phases per block of 64 positions: first the bitmaps are tested at
-/// every position without a branch, giving one bit mask per kind; then only
-/// the set bits are probed. The first phase is a tight loop the CPU runs
-/// at a few cycles per byte; the second touches the table.
-#[inline(never)]
-fn scan_blocks<const K4: bool, const K8: bool, const KS: bool>(
-    idx: &Index,
-    t: &[u8],
-    n: usize,
-    counts: &mut HashMap<u32, u32, MixState>,
-) {
     let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
-    // Up to five keys per position (4-byte, 8-byte, three short ones).
-    let mut cands = [(0u64, 0u32); 64 * 5];
-    let mut heads = [(0u32, 0u32); 64 * 5];
+    // At most one key per window kind and three short ones per position.
+    let mut cands = vec![(0u64, 0u32); 64 * (KINDS + 2)];
+    let mut heads = vec![(0u32, 0u32); 64 * (KINDS + 2)];
     let mut base = 0;
     while base < n {
         let end = (base + 64).min(n);
-        // One pass per kind keeps each loop's live values in registers.
         let blk = t.get(base..end + PAD - 1).unwrap_or_default();
         let full = <&[u8; 64 + PAD - 1]>::try_from(blk).ok();
-        let mut m4 = match (K4, full) {
-            (false, _) => 0,
-            (true, Some(arr)) => idx.bm4.filter64(arr, |w| (w & 0xFFFF_FFFF) | TAG4),
-            (true, None) => filter_block(blk, |w| idx.bm4.test((w & 0xFFFF_FFFF) | TAG4)),
-        };
-        let mut m8 = match (K8, full) {
-            (false, _) => 0,
-            (true, Some(arr)) => idx.bm8.filter64(arr, |w| w),
-            (true, None) => filter_block(blk, |w| idx.bm8.test(w)),
-        };
-        let pair_bit = |w: u64| {
-            let pair = (w & 0xFFFF) as usize;
-            (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
-        };
-        let mut ms = match (KS, full) {
-            (false, _) => 0,
-            (true, Some(arr)) => pairs64(&idx.short_pairs, arr),
-            (true, None) => filter_block(blk, pair_bit),
-        };
-        // Candidate keywords of the block, then the lookups in passes that
-        // do not depend on each other (see `lookup_block`).
         let mut nc = 0;
         let mut add = |key: u64, i: usize| {
-            cands[nc] = (key, i as u32);
-            nc += 1;
+            if let Some(c) = cands.get_mut(nc) {
+                *c = (key, i as u32);
+                nc += 1;
+            }
         };
-        while m4 != 0 {
-            let i = base + m4.trailing_zeros() as usize;
-            m4 &= m4 - 1;
-            add((read8(t, i) & 0xFFFF_FFFF) | TAG4, i);
+        for &kind in &idx.kinds {
+            let filter = &idx.filters[kind as usize];
+            let key = |w: u64| key_of_window(w, kind, 0);
+            let mut m = match full {
+                Some(arr) => filter.filter64(arr, key),
+                None => filter_block(blk, |w| filter.test(key(w))),
+            };
+            while m != 0 {
+                let i = base + m.trailing_zeros() as usize;
+                m &= m - 1;
+                add(key(read8(t, i)), i);
+            }
         }
-        while m8 != 0 {
-            let i = base + m8.trailing_zeros() as usize;
-            m8 &= m8 - 1;
-            add(read8(t, i), i);
-        }
-        while ms != 0 {
-            let i = base + ms.trailing_zeros() as usize;
-            ms &= ms - 1;
-            let w = read8(t, i);
-            let lens = idx.short_first[(w & 0xFF) as usize];
-            for len in 1..=3 {
-                if lens & (1 << (len - 1)) != 0 {
-                    let key = (w & ((1 << (8 * len)) - 1)) | TAG_SHORT[len];
-                    if idx.bm_short.test(key) != 0 {
-                        add(key, i);
+        if idx.has_short {
+            let mut m = match full {
+                Some(arr) => pairs64(&idx.short_pairs, arr),
+                None => filter_block(blk, |w| {
+                    let pair = (w & 0xFFFF) as usize;
+                    (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
+                }),
+            };
+            while m != 0 {
+                let i = base + m.trailing_zeros() as usize;
+                m &= m - 1;
+                let w = read8(t, i);
+                let lens = idx.short_first[(w & 0xFF) as usize];
+                for len in 1..=3 {
+                    if lens & (1 << (len - 1)) != 0 {
+                        let key = key_of_window(w, KIND_SHORT, len);
+                        if idx.filters[KIND_SHORT as usize].test(key) != 0 {
+                            add(key, i);
+                        }
                     }
                 }
             }
@@ -209,25 +180,27 @@ fn scan_blocks<const K4: bool, const K8: bool, const KS: bool>(
 /// Looks up the candidate keys `(key, position)` of a block and writes
 /// `(position, list head)` for those in the table; returns how many.
 ///
-/// Three passes, so that cache misses overlap instead of queueing behind
-/// each other: first each key's home bucket is touched (an independent load
-/// per key, which the CPU issues many at a time, even down a mispredicted
-/// path), then the real lookups run on warm lines, then the first node of
-/// every list found is touched before any is verified.
+/// Two passes, so that cache misses overlap instead of queueing behind each
+/// other: first each key's home bucket and the node it names are touched
+/// (loads that depend on no other key, which the CPU issues many at a time,
+/// even down a mispredicted path), then the real lookups run on warm lines.
 #[inline(always)]
 fn lookup_block(idx: &Index, cands: &[(u64, u32)], heads: &mut [(u32, u32)]) -> usize {
     let buckets = idx.table.num_buckets();
-    let mut sink = 0u32;
+    let mut sink = 0u64;
     // An index that fits in the caches gains nothing from touching first.
     let touch = if idx.cache_resident { 0 } else { cands.len() };
     for &(key, _) in &cands[..touch] {
-        if let Some(slot) = idx
+        let home = mix(key) as usize & buckets.wrapping_sub(1);
+        if let Some(node) = idx
             .table
-            .get_bucket(mix(key) as usize & buckets.wrapping_sub(1))
+            .get_bucket(home)
+            .and_then(|&n| idx.nodes.get(n as usize))
         {
-            sink ^= slot.head;
+            sink ^= node.prefix;
         }
     }
+    std::hint::black_box(sink);
     let mut nh = 0;
     for &(key, i) in cands {
         probe_stats::count(0);
@@ -239,12 +212,6 @@ fn lookup_block(idx: &Index, cands: &[(u64, u32)], heads: &mut [(u32, u32)]) -> 
             }
         }
     }
-    for &(_, head) in &heads[..nh.min(touch)] {
-        if let Some(node) = idx.nodes.get(head as usize) {
-            sink ^= node.prefix as u32;
-        }
-    }
-    std::hint::black_box(sink);
     nh
 }
 
@@ -333,20 +300,18 @@ fn verify(idx: &Index, node: &Node, i: usize, t: &[u8], n: usize) -> bool {
     if end > n {
         return false;
     }
-    let Some(head) = t[s..].first_chunk::<PAD>() else {
-        return false;
-    };
-    let m = if len >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * len)) - 1
-    };
-    if (u64::from_le_bytes(*head) ^ node.prefix) & m != 0 {
+    // The 8 bytes held in the node, then the rest from `tails`.
+    let a = node.anchor();
+    let held = (len - a).min(PAD);
+    if (read8(t, s + a) ^ node.prefix) & mask(held) != 0 {
         return false;
     }
-    if len > 8 {
+    if len > held {
         let tail = node.tail as usize;
-        if idx.tails.get(tail..tail + len - 8) != Some(&t[s + 8..end]) {
+        let Some(rest) = idx.tails.get(tail..tail + len - held) else {
+            return false;
+        };
+        if rest[..a] != t[s..s + a] || rest[a..] != t[s + a + held..end] {
             return false;
         }
     }
