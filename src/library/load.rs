@@ -649,6 +649,10 @@ impl Visitor<'_> for PathSeed<'_> {
             Ok(m) if m.is_dir() => Err(E::custom(format_args!(
                 "cannot read include file `{v}`: it is a directory"
             ))),
+            // A device or a pipe could block or never end.
+            Ok(m) if !m.is_file() => Err(E::custom(format_args!(
+                "cannot read include file `{v}`: not a regular file"
+            ))),
             Ok(_) => Ok(v.to_owned()),
             Err(e) => Err(E::custom(format_args!(
                 "cannot read include file `{v}`: {e}"

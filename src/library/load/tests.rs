@@ -729,6 +729,11 @@ fn missing_include_names_the_file_and_where_it_was_included() {
     check(&e, 3, 11, &["include[0].path", "`nope.txt`"]);
     let e = yaml_in("include:\n  - lists\n", dir.path()).error();
     check(&e, 2, 5, &["`lists`", "is a directory"]);
+    #[cfg(unix)]
+    {
+        let e = yaml_in("include:\n  - /dev/null\n", dir.path()).error();
+        check(&e, 2, 5, &["`/dev/null`", "not a regular file"]);
+    }
     let e = yaml_in("include:\n  - ''\n", dir.path()).error();
     check(&e, 2, 5, &["empty include path"]);
 }
@@ -882,6 +887,39 @@ entries:
     assert_eq!(hits.len(), 1);
     assert_eq!(l.entry(hits[0].entry).unwrap().mode(), MatchMode::Substring);
     assert_eq!(l.scan("buy sex now").len(), 2);
+}
+
+#[test]
+fn word_entries_as_documented() {
+    let l = lib("\
+defaults: {match: word}
+entries:
+  - sex
+  - cialis
+  - $$$
+  - 代开
+  - text: cialis
+    match: substring
+");
+    let hit = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = l
+            .scan(text)
+            .iter()
+            .map(|h| {
+                let e = l.entry(h.entry).unwrap();
+                format!("{}/{}", e.text(), e.mode().as_str())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(hit("Sex! sex_toys"), ["sex/word"]);
+    assert!(hit("Essex sextant 2sex sex9").is_empty());
+    assert_eq!(hit("specialist"), ["cialis/substring"]);
+    assert_eq!(hit("CIALIS."), ["cialis/substring", "cialis/word"]);
+    assert_eq!(hit("win$$$now"), ["$$$/word"]);
+    assert_eq!(hit("长期代开发票"), ["代开/word"]);
+    assert_eq!(hit("sexé"), ["sex/word"]);
 }
 
 // ---- ids ----
