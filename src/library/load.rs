@@ -806,17 +806,24 @@ pub(super) fn load_str(
     for (i, inc) in model.include.iter().enumerate() {
         let attrs = attrs_of(&mut b, &inc.attrs);
         let path = base.join(&inc.path);
-        load_list(&mut b, &path, attrs).map_err(|mut e| {
-            if e.line == 0 {
-                let at = include_lines.as_ref().map_or(String::new(), |l| {
-                    format!(" at {}:{}", name.display(), l[i])
-                });
-                e.message = format!("{} (included{at})", e.message);
-            }
-            e
-        })?;
+        let line = include_lines.as_ref().map_or(0, |l| l[i]);
+        load_list(&mut b, &path, attrs).map_err(|e| included_from(e, name, line))?;
     }
     Ok(b.build())
+}
+
+/// Names the include item (`name`, `line`; 0 if unknown) in an error about
+/// a whole include file (one that could not be read after all).
+fn included_from(mut e: LoadError, name: &Path, line: usize) -> LoadError {
+    if e.line == 0 {
+        let at = if line > 0 {
+            format!(" at {}:{line}", name.display())
+        } else {
+            String::new()
+        };
+        e.message = format!("{} (included{at})", e.message);
+    }
+    e
 }
 
 /// YAML does not allow tabs for indentation, and its parser only says it

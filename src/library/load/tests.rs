@@ -755,6 +755,35 @@ fn include_read_failure_after_parsing_says_where_it_was_included() {
     assert_eq!((e.line, e.column), (0, 0));
     assert!(e.message.starts_with("cannot read:"), "{e}");
     assert!(e.path.ends_with("gone.txt"));
+    let e = included_from(e, Path::new("lib.yaml"), 7);
+    assert!(
+        e.to_string().ends_with(
+            "gone.txt: cannot read: No such file or directory (os error 2) (included at lib.yaml:7)"
+        ),
+        "{e}"
+    );
+    let e = included_from(
+        LoadError::new(Path::new("x.txt"), 0, 0, "boom"),
+        Path::new("lib.yaml"),
+        0,
+    );
+    assert_eq!(e.to_string(), "x.txt: boom (included)");
+    // Errors at a line of the include file are left alone.
+    let e = included_from(
+        LoadError::new(Path::new("x.txt"), 3, 1, "boom"),
+        Path::new("lib.yaml"),
+        7,
+    );
+    assert_eq!(e.to_string(), "x.txt:3:1: boom");
+}
+
+#[test]
+fn crlf_library_files() {
+    let l = lib("entries:\r\n  - a\r\n  - text: b\r\n    weight: 2\r\n");
+    assert_eq!(find(&l, "a").id(), "lib.yaml:2");
+    assert_eq!(find(&l, "b").id(), "lib.yaml:3");
+    let e = err("entries:\r\n  - a\r\n  - text: b\r\n    wait: 2\r\n");
+    check(&e, 4, 5, &["unknown key `wait`"]);
 }
 
 #[test]
