@@ -36,7 +36,9 @@ pub enum AddError {
 impl std::fmt::Display for AddError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AddError::Empty => f.write_str("the string is empty after normalization"),
+            AddError::Empty => f.write_str(
+                "the string is empty after normalization (only whitespace or invisible characters)",
+            ),
             AddError::TooLong(n) => write!(
                 f,
                 "the string is {n} bytes long after normalization (at most {MAX_LEN})"
@@ -151,12 +153,28 @@ impl Builder {
         id: Option<&str>,
         origin: Origin,
     ) -> Result<(), AddError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        normalize_into(text, &mut scratch);
+        let result = self.add_normalized(&scratch, attrs, id, origin);
+        self.scratch = scratch;
+        result
+    }
+
+    /// [`Builder::add`] for a text that is already the output of
+    /// [`normalize`](super::normalize::normalize) (the loader normalizes
+    /// while it validates, and need not do it twice).
+    pub(super) fn add_normalized(
+        &mut self,
+        norm: &str,
+        attrs: Attrs,
+        id: Option<&str>,
+        origin: Origin,
+    ) -> Result<(), AddError> {
         if !attrs.weight.is_finite() {
             return Err(AddError::BadWeight);
         }
-        self.scratch.clear();
-        normalize_into(text, &mut self.scratch);
-        let norm = self.scratch.as_bytes();
+        let norm = norm.as_bytes();
         if norm.is_empty() {
             return Err(AddError::Empty);
         }
