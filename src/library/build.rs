@@ -21,6 +21,11 @@ use super::model::{Action, EntrySpec, MatchMode, Origin};
 use super::normalize::normalize_into;
 use super::{Class, Library, Stats};
 
+/// Most bytes of distinct normalized strings in one library (4 GiB - 1).
+pub const MAX_TEXT_BYTES: usize = u32::MAX as usize;
+/// Most distinct entries in one library.
+pub const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
+
 /// Why one entry was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddError {
@@ -31,6 +36,8 @@ pub enum AddError {
     TooLong(usize),
     /// The weight is not a finite number.
     BadWeight,
+    /// The library would exceed [`MAX_TEXT_BYTES`] or [`MAX_ENTRIES`].
+    TooLarge,
 }
 
 impl std::fmt::Display for AddError {
@@ -44,6 +51,10 @@ impl std::fmt::Display for AddError {
                 "the string is {n} bytes long after normalization (at most {MAX_LEN})"
             ),
             AddError::BadWeight => f.write_str("the weight is not a finite number"),
+            AddError::TooLarge => write!(
+                f,
+                "the library is full: at most {MAX_TEXT_BYTES} bytes of strings and {MAX_ENTRIES} entries"
+            ),
         }
     }
 }
@@ -180,6 +191,10 @@ impl Builder {
         }
         if norm.len() > MAX_LEN {
             return Err(AddError::TooLong(norm.len()));
+        }
+        // Offsets are `u32` in the builder and the index.
+        if self.texts.len() + norm.len() > MAX_TEXT_BYTES || self.drafts.len() >= MAX_ENTRIES {
+            return Err(AddError::TooLarge);
         }
         let hash = self.hasher.hash_one((norm, attrs.mode == MatchMode::Word));
         let texts = &self.texts;

@@ -30,7 +30,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-pub use build::{AddError, Attrs, Builder};
+pub use build::{AddError, Attrs, Builder, MAX_ENTRIES, MAX_TEXT_BYTES};
 pub use index::{BuildOptions, MAX_LEN};
 pub use load::LoadError;
 pub use model::{Action, EntrySpec, MatchMode, Origin};
