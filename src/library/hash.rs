@@ -102,7 +102,9 @@ impl Bitmap {
     /// at every text position).
     #[inline(always)]
     fn place(words: &[u64], key: u64) -> (usize, u64) {
-        let h = key.wrapping_mul(BM_K);
+        // Folding the high half in first lets every key byte reach the bits
+        // that choose the two bits (8-byte keys differ in their last bytes).
+        let h = (key ^ (key >> 29)).wrapping_mul(BM_K);
         // `words.len()` is a nonzero power of two, so the index is in range
         // and the compiler can drop the bounds check.
         let word = (h >> 40) as usize & (words.len().wrapping_sub(1));
