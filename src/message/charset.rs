@@ -28,6 +28,9 @@ pub(super) enum Charset {
     /// US-ASCII: decoded as if no charset were declared (8-bit bytes under
     /// it are a lie; the declaration says nothing about them).
     Ascii,
+    /// A name that declares nothing (`DEFAULT_CHARSET`, `unknown-8bit`):
+    /// decoded as if no charset were declared.
+    Placeholder,
     Utf7,
     Hz,
 }
@@ -52,9 +55,22 @@ pub(super) fn lookup(name: &[u8]) -> Option<Charset> {
             n += 1;
         }
     }
-    let compact = &cbuf[..n];
+    let mut compact = &cbuf[..n];
     if is_ascii_name(compact) {
         return Some(Charset::Ascii);
+    }
+    if matches!(
+        compact,
+        b"default"
+            | b"defaultcharset"
+            | b"unknown8bit"
+            | b"unknown"
+            | b"xunknown"
+            | b"none"
+            | b"charset"
+            | b"8bit"
+    ) {
+        return Some(Charset::Placeholder);
     }
     if let Some(e) = Encoding::for_label(lower) {
         if e != REPLACEMENT {
@@ -64,6 +80,10 @@ pub(super) fn lookup(name: &[u8]) -> Option<Charset> {
             b"hzgb2312" => Some(Charset::Hz),
             _ => None,
         };
+    }
+    // Windows font charset names: `GB2312_CHARSET`.
+    if compact.len() > 7 && compact.ends_with(b"charset") {
+        compact = &compact[..compact.len() - 7];
     }
     if let Some(c) = alias(compact) {
         return Some(c);
@@ -163,13 +183,13 @@ fn numbered(c: &[u8]) -> Option<Charset> {
 ///
 /// Meant for validating a configured fallback charset. Returns `None` for
 /// unknown names and for the charsets decoded without an `Encoding` (UTF-7,
-/// HZ), which cannot serve as a fallback; US-ASCII maps to windows-1252, its
-/// superset.
+/// HZ) and for names that declare nothing (`DEFAULT_CHARSET`); US-ASCII
+/// maps to windows-1252, its superset.
 pub fn charset_by_name(name: &str) -> Option<&'static Encoding> {
     match lookup(name.as_bytes())? {
         Charset::Enc(e) => Some(e),
         Charset::Ascii => Some(encoding_rs::WINDOWS_1252),
-        Charset::Utf7 | Charset::Hz => None,
+        Charset::Utf7 | Charset::Hz | Charset::Placeholder => None,
     }
 }
 
@@ -193,7 +213,9 @@ pub(super) fn decode_text(
         }
     };
     match charset {
-        None | Some(Charset::Ascii) => undeclared(bytes, declared, fallback, notes),
+        None | Some(Charset::Ascii | Charset::Placeholder) => {
+            undeclared(bytes, declared, fallback, notes)
+        }
         Some(Charset::Enc(e)) if e == UTF_8 => declared_utf8(bytes, fallback, notes),
         Some(Charset::Enc(e)) => legacy(bytes, e, declared, notes),
         Some(Charset::Utf7) => {

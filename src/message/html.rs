@@ -1,7 +1,8 @@
 //! HTML to text, in one pass.
 //!
 //! Text between tags is kept with runs of ASCII whitespace collapsed to one
-//! space; character references are decoded; comments, declarations and the
+//! space, and so is the `alt` text of images; character references are
+//! decoded; comments, declarations and the
 //! content of `script` and `style` are dropped. A tag that breaks the text
 //! when rendered (block elements, `br`, table cells, …) becomes a space,
 //! any other tag nothing, so `v<b>i</b>agra` stays one word. Host names of
@@ -9,7 +10,8 @@
 //! `<meta http-equiv=refresh>` target go to a [`HostSet`].
 //!
 //! Linear: every byte is looked at a bounded number of times (searches for
-//! the end of a comment or of a script start where the previous one ended).
+//! the end of a comment or of a script start where the previous one ended;
+//! an unterminated comment is searched once more, for its `>`).
 
 use hashbrown::HashSet;
 use memchr::{memchr, memchr2, memmem};
@@ -48,6 +50,7 @@ pub(super) fn strip(src: &str, hosts: &mut HostSet) -> String {
         s: String::with_capacity(b.len() / 2),
         space: false,
     };
+    let mut no_close_from = usize::MAX;
     let mut i = 0;
     while i < b.len() {
         let Some(p) = memchr2(b'<', b'&', &b[i..]) else {
@@ -69,7 +72,7 @@ pub(super) fn strip(src: &str, hosts: &mut HostSet) -> String {
             }
             continue;
         }
-        i = markup(src, at, &mut out, hosts);
+        i = markup(src, at, &mut out, hosts, &mut no_close_from);
     }
     out.s
 }
@@ -115,11 +118,31 @@ impl Out {
 }
 
 /// Handles the markup starting with `<` at `at`; returns where text resumes.
-fn markup(src: &str, at: usize, out: &mut Out, hosts: &mut HostSet) -> usize {
+/// `no_close_from` is where a search found no `-->` up to the end.
+fn markup(
+    src: &str,
+    at: usize,
+    out: &mut Out,
+    hosts: &mut HostSet,
+    no_close_from: &mut usize,
+) -> usize {
     let b = src.as_bytes();
     let next = b.get(at + 1).copied().unwrap_or(0);
     if b[at..].starts_with(b"<!--") {
-        return memmem::find(&b[at + 4..], b"-->").map_or(b.len(), |p| at + 4 + p + 3);
+        // An unterminated comment would hide the rest of the document; end
+        // it at the next `>` instead, as older renderers did.
+        let close = if at + 4 >= *no_close_from {
+            None
+        } else {
+            memmem::find(&b[at + 4..], b"-->")
+        };
+        return match close {
+            Some(p) => at + 4 + p + 3,
+            None => {
+                *no_close_from = (*no_close_from).min(at + 4);
+                memchr(b'>', &b[at..]).map_or(b.len(), |p| at + p + 1)
+            }
+        };
     }
     if next == b'!' || next == b'?' {
         return memchr(b'>', &b[at..]).map_or(b.len(), |p| at + p + 1);
@@ -137,8 +160,13 @@ fn markup(src: &str, at: usize, out: &mut Out, hosts: &mut HostSet) -> usize {
     }
     let name_end = name_end(b, at + 1);
     let name = &b[at + 1..name_end];
-    let end = attributes(b, name_end, name, hosts);
+    let (end, alt) = attributes(b, name_end, name, hosts);
     if is_block(name) {
+        out.space = true;
+    }
+    if let Some(alt) = alt {
+        out.space = true;
+        out.text(&alt);
         out.space = true;
     }
     if name.eq_ignore_ascii_case(b"script") || name.eq_ignore_ascii_case(b"style") {
@@ -176,10 +204,12 @@ fn end_of_raw_text(b: &[u8], from: usize, name: &[u8]) -> usize {
 }
 
 /// Reads the attributes of a start tag from `from`; returns the index after
-/// its `>`. Link attributes feed `hosts`.
-fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> usize {
+/// its `>` and, for an image, its `alt` text. Link attributes feed `hosts`.
+fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> (usize, Option<String>) {
     let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
     let is_meta = tag.eq_ignore_ascii_case(b"meta");
+    let is_img = tag.eq_ignore_ascii_case(b"img");
+    let mut alt = None;
     let mut refresh = false;
     let mut content: Option<(usize, usize)> = None;
     let mut j = from;
@@ -233,6 +263,8 @@ fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> usize {
             if let Some(h) = host_of(&attr_value(value)) {
                 hosts.insert(h);
             }
+        } else if is_img && name.eq_ignore_ascii_case(b"alt") && !value.is_empty() {
+            alt = Some(attr_value(value));
         } else if is_meta && name.eq_ignore_ascii_case(b"http-equiv") {
             refresh = value.eq_ignore_ascii_case(b"refresh");
         } else if is_meta && name.eq_ignore_ascii_case(b"content") {
@@ -249,7 +281,7 @@ fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> usize {
             }
         }
     }
-    j
+    (j, alt)
 }
 
 fn find_ascii_ci(hay: &str, needle: &[u8]) -> Option<usize> {

@@ -273,10 +273,21 @@ impl<'o> Walker<'o> {
         if name.is_none() {
             name = text_param(params, "name", fallback, &mut self.notes);
         }
-        if let Some(n) = name
-            && !self.file_names.contains(&n)
-        {
-            self.file_names.push(n);
+        // A document attached as a binary type is still read as text.
+        let mut named_text = None;
+        if let Some(n) = name {
+            let lower = n.to_ascii_lowercase();
+            if [".htm", ".html", ".shtml", ".xhtml"]
+                .iter()
+                .any(|e| lower.ends_with(e))
+            {
+                named_text = Some(true);
+            } else if lower.ends_with(".txt") {
+                named_text = Some(false);
+            }
+            if !self.file_names.contains(&n) {
+                self.file_names.push(n);
+            }
         }
         let cte = match parse_cte(h.cte) {
             Ok(c) => c,
@@ -361,7 +372,11 @@ impl<'o> Walker<'o> {
                 };
                 self.leaf(buf, base, body, cte, charset(), html, kind, alt);
             }
-            Type::Binary => {}
+            Type::Binary => {
+                if let Some(html) = named_text {
+                    self.leaf(buf, base, body, cte, charset(), html, PartKind::Other, alt);
+                }
+            }
         }
     }
 

@@ -465,7 +465,9 @@ impl Budget {
             }
         };
         let declared = leaf.charset.as_deref();
-        let usable = |c: &[u8]| lookup(c).is_some_and(|c| c != Charset::Ascii);
+        let usable = |c: &[u8]| {
+            lookup(c).is_some_and(|c| !matches!(c, Charset::Ascii | Charset::Placeholder))
+        };
         let mut meta: Option<Vec<u8>> = None;
         if leaf.html && !declared.is_some_and(usable) {
             let head = &content[..content.len().min(META_SNIFF_BYTES)];

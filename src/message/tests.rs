@@ -301,6 +301,12 @@ fn charset_names_as_found_in_mail() {
         declared: Some("bogus".into()),
         used: "gb18030"
     }));
+    // Names that declare nothing, and Windows font charset names.
+    let d = dec(&eight_bit("DEFAULT_CHARSET", b"plain ascii"));
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
+    let d = dec(&eight_bit("GB2312_CHARSET", &enc(GBK, s)));
+    assert_eq!(text(&d, PartKind::Plain), s);
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
     // US-ASCII over 8-bit bytes is no declaration.
     let d = dec(&eight_bit("us-ascii", &enc(GBK, s)));
     assert_eq!(text(&d, PartKind::Plain), s);
@@ -382,6 +388,39 @@ fn inline_tags_do_not_split_words() {
         b"<p>one</p><p>two</p>v<b>i</b>a<span style=\"x\">g</span>ra<br/>three<td>four</td>",
     ));
     assert_eq!(text(&d, PartKind::Html), "one two viagra three four");
+    // An unterminated comment ends at the next `>`.
+    let d = dec(&msg(
+        &["Content-Type: text/html"],
+        b"<b><!--#rotate>Terrific offer</b>",
+    ));
+    assert_eq!(text(&d, PartKind::Html), "Terrific offer");
+}
+
+#[test]
+fn image_alt_text() {
+    let d = dec(&msg(
+        &["Content-Type: text/html"],
+        b"Look<img src=x.gif alt=\"Cheap &amp; fast\">here",
+    ));
+    assert_eq!(text(&d, PartKind::Html), "Look Cheap & fast here");
+}
+
+#[test]
+fn html_attachment_sent_as_binary() {
+    let body = format!(
+        "--b\r\nContent-Type: text/plain\r\n\r\nsee file\r\n--b\r\n\
+         Content-Type: application/octet-stream; name=\"Invoice.HTM\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        b64(b"<html><body>Verify your <a href='https://phish.example.net/'>account</a></body></html>")
+    );
+    let d = dec(&msg(
+        &["Content-Type: multipart/mixed; boundary=b"],
+        body.as_bytes(),
+    ));
+    assert_eq!(text(&d, PartKind::Other), "Verify your account");
+    assert_eq!(text(&d, PartKind::FileNames), "Invoice.HTM");
+    assert_eq!(text(&d, PartKind::LinkHosts), "phish.example.net");
+    assert_eq!(d.parts.last().map(|p| p.kind), Some(PartKind::LinkHosts));
 }
 
 #[test]
@@ -792,6 +831,15 @@ fn many_encoded_word_starts_stay_linear() {
     let d = dec(&raw);
     assert!(start.elapsed().as_secs() < 5);
     assert_eq!(d.texts(PartKind::Subject).count(), 1);
+}
+
+#[test]
+fn many_unterminated_comments_stay_linear() {
+    let body = "<!--x>".repeat(100_000);
+    let start = std::time::Instant::now();
+    let d = dec(&msg(&["Content-Type: text/html"], body.as_bytes()));
+    assert!(start.elapsed().as_secs() < 5);
+    assert!(d.parts.is_empty());
 }
 
 #[test]
