@@ -3,7 +3,8 @@
 //! that `message::decode` does not.
 //!
 //! Usage: `decode_corpus [DIR]`; without DIR, `$MAILWARD_CORPUS/spamassassin`.
-//! Set `SHOW_NOTES=1` to print each message's notes.
+//! Set `SHOW_NOTES=1` to print each message's notes. `decode_corpus
+//! --synthetic` times large built messages instead (10 MiB inputs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,62 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Times `decode` on large built messages, worst cases included.
+fn synthetic() {
+    const SIZE: usize = 10 << 20;
+    let opts = DecodeOptions::default();
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let html = "<p>Cheap <b>offer</b> &amp; more <a href=\"http://h.example.com/x\">here</a></p>\n";
+    let mut m = b"Subject: big html\r\nContent-Type: text/html; charset=utf-8\r\n\r\n".to_vec();
+    while m.len() < SIZE {
+        m.extend_from_slice(html.as_bytes());
+    }
+    cases.push(("html", m));
+    let line = "这是一行中文垃圾邮件内容，用于测试解码速度。\r\n";
+    let (gbk, _, _) = encoding_rs::GBK.encode(line);
+    let mut m = b"Subject: big gbk\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    while m.len() < SIZE {
+        m.extend_from_slice(&gbk);
+    }
+    cases.push(("8-bit GBK, no charset", m));
+    let mut m = b"Subject: b64\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    while m.len() < SIZE {
+        m.extend_from_slice(
+            b"VGhpcyBpcyBhIGxpbmUgb2YgdGV4dCBpbiBiYXNlNjQgZm9yIHRoZSB0ZXN0Lg==\r\n",
+        );
+    }
+    cases.push(("base64", m));
+    let mut m = b"Content-Type: text/html\r\n\r\n".to_vec();
+    while m.len() < SIZE {
+        m.extend_from_slice(b"<!--x><a href=x>&#x4E2D;&bogus");
+    }
+    cases.push(("hostile html", m));
+    let mut m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+    while m.len() < SIZE {
+        m.extend_from_slice(b"--b\r\n\r\nx\r\n");
+    }
+    cases.push(("many parts", m));
+    for (name, raw) in &cases {
+        let t = Instant::now();
+        let d = decode(raw, &opts);
+        let e = t.elapsed();
+        println!(
+            "{name}: {:.1} MB in {:.1} ms ({:.0} MB/s), {} parts, {} text bytes, notes {:?}",
+            raw.len() as f64 / 1e6,
+            e.as_secs_f64() * 1e3,
+            raw.len() as f64 / 1e6 / e.as_secs_f64(),
+            d.parts.len(),
+            d.text_bytes,
+            d.notes.iter().map(|n| n.kind()).collect::<Vec<_>>()
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--synthetic") {
+        synthetic();
+        return;
+    }
     let dir = match std::env::args().nth(1) {
         Some(d) => PathBuf::from(d),
         None => match std::env::var_os("MAILWARD_CORPUS") {

@@ -13,6 +13,8 @@
 //! the end of a comment or of a script start where the previous one ended;
 //! an unterminated comment is searched once more, for its `>`).
 
+use std::borrow::Cow;
+
 use hashbrown::HashSet;
 use memchr::{memchr, memchr2, memmem};
 
@@ -28,7 +30,7 @@ pub(super) struct HostSet {
 
 impl HostSet {
     pub fn insert(&mut self, host: String) {
-        if !self.seen.contains(&host) {
+        if !self.seen.contains(host.as_str()) {
             self.seen.insert(host.clone());
             self.list.push(host);
         }
@@ -264,7 +266,7 @@ fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> (usize,
                 hosts.insert(h);
             }
         } else if is_img && name.eq_ignore_ascii_case(b"alt") && !value.is_empty() {
-            alt = Some(attr_value(value));
+            alt = Some(attr_value(value).into_owned());
         } else if is_meta && name.eq_ignore_ascii_case(b"http-equiv") {
             refresh = value.eq_ignore_ascii_case(b"refresh");
         } else if is_meta && name.eq_ignore_ascii_case(b"content") {
@@ -291,10 +293,10 @@ fn find_ascii_ci(hay: &str, needle: &[u8]) -> Option<usize> {
 }
 
 /// An attribute value with character references decoded.
-fn attr_value(v: &[u8]) -> String {
+fn attr_value(v: &[u8]) -> Cow<'_, str> {
     let s = String::from_utf8_lossy(v);
     if !v.contains(&b'&') {
-        return s.into_owned();
+        return s;
     }
     let b = s.as_bytes();
     let mut out = String::with_capacity(b.len());
@@ -314,7 +316,7 @@ fn attr_value(v: &[u8]) -> String {
         }
     }
     out.push_str(&s[i..]);
-    out
+    Cow::Owned(out)
 }
 
 /// The host name a URL points to, lowercased: `http(s)://`, `ftp://`,
@@ -332,17 +334,16 @@ pub(super) fn host_of(url: &str) -> Option<String> {
     }
     let ub = u.as_bytes();
     let starts = |p: &str| ub.len() >= p.len() && ub[..p.len()].eq_ignore_ascii_case(p.as_bytes());
-    let slashes = |s: &str| s.trim_start_matches(['/', '\\']).to_string();
-    let rest: String = if starts("http:") {
-        slashes(&u[5..])
+    let rest: &str = if starts("http:") {
+        u[5..].trim_start_matches(['/', '\\'])
     } else if starts("https:") {
-        slashes(&u[6..])
+        u[6..].trim_start_matches(['/', '\\'])
     } else if starts("ftp://") {
-        u[6..].to_string()
+        &u[6..]
     } else if starts("//") || starts("\\\\") {
-        u[2..].to_string()
+        &u[2..]
     } else if starts("www.") {
-        u.to_string()
+        u
     } else if starts("mailto:") {
         let addr = &u[7..];
         let addr = addr.split(['?', ',', ';']).next().unwrap_or("");
@@ -368,15 +369,15 @@ pub(super) fn host_of(url: &str) -> Option<String> {
 }
 
 fn clean_host(host: &str) -> Option<String> {
-    let mut h = if host.contains('%') {
+    let decoded: String;
+    let mut h = host;
+    if host.contains('%') {
         let mut v = Vec::with_capacity(host.len());
         decode_percent(host.as_bytes(), &mut v);
-        String::from_utf8_lossy(&v).into_owned()
-    } else {
-        host.to_string()
-    };
-    h.make_ascii_lowercase();
-    let h = h.trim_end_matches('.').trim_start_matches('.');
+        decoded = String::from_utf8_lossy(&v).into_owned();
+        h = &decoded;
+    }
+    let h = h.trim_matches('.');
     let ok = !h.is_empty()
         && h.len() <= 253
         && h.contains('.')
@@ -388,7 +389,7 @@ fn clean_host(host: &str) -> Option<String> {
                     '<' | '>' | '"' | '\'' | '`' | '{' | '}' | '|' | '^' | '@'
                 )
         });
-    ok.then(|| h.to_string())
+    ok.then(|| h.to_ascii_lowercase())
 }
 
 fn is_block(name: &[u8]) -> bool {
