@@ -531,8 +531,9 @@ pub(super) fn entity(b: &[u8], at: usize, in_attr: bool) -> Option<(char, usize)
     if in_attr {
         return None;
     }
-    // `&copy2024`: the longest legacy name that is a prefix.
-    (2..n).rev().find_map(|k| {
+    // `&copy2024`: the longest legacy name that is a prefix (those names
+    // have at most six letters).
+    (2..n.min(7)).rev().find_map(|k| {
         named(&name[..k])
             .filter(|_| legacy(&name[..k]))
             .map(|c| (c, k + 1))
