@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use memchr::{memchr, memmem};
 
-use super::transfer::{Cte, decode_base64, decode_qp, parse_cte};
+use super::transfer::{Cte, decode_base64_body, decode_qp, parse_cte};
 use super::words::{decode_header, param, split_value, text_param};
 use super::{DecodeOptions, MAX_DEPTH_LIMIT, Note, PartKind};
 
@@ -344,12 +344,17 @@ impl<'o> Walker<'o> {
                     Cte::Base64 | Cte::QuotedPrintable => {
                         let mut decoded = Vec::new();
                         if cte == Cte::Base64 {
-                            let rep = decode_base64(body, &mut decoded);
-                            if rep.bad > 0 || rep.dangling {
+                            let mut text = Vec::new();
+                            let rep = decode_base64_body(body, &mut decoded, &mut text);
+                            if rep.is_broken() {
                                 self.notes.push(Note::BrokenBase64 {
-                                    bad_bytes: rep.bad,
+                                    bad_bytes: rep.bad + rep.text,
                                     read_as_text: false,
                                 });
+                            }
+                            if !text.is_empty() {
+                                decoded.push(b'\n');
+                                decoded.append(&mut text);
                             }
                         } else {
                             decode_qp(body, &mut decoded);

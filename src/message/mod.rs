@@ -83,7 +83,7 @@ pub use encoding_rs::Encoding;
 use charset::{Charset, decode_text, lookup};
 use html::HostSet;
 use mime::{Leaf, Walker};
-use transfer::{Cte, decode_base64, decode_qp};
+use transfer::{Cte, decode_base64_body, decode_qp};
 
 /// The largest nesting depth [`decode`] follows, whatever the options say
 /// (it bounds the recursion).
@@ -191,8 +191,10 @@ pub enum Note {
         replaced: usize,
     },
     /// Base64 with `bad_bytes` foreign bytes or a dangling last character:
-    /// what could be decoded was; with `read_as_text`, so much was foreign
-    /// that the part was read undecoded, as text.
+    /// what could be decoded was, and lines that are plainly text (a footer
+    /// appended after the data) were read as text after it; with
+    /// `read_as_text`, so much was foreign that the whole part was read
+    /// undecoded, as text.
     BrokenBase64 {
         bad_bytes: usize,
         read_as_text: bool,
@@ -440,20 +442,24 @@ impl Budget {
         let content: Cow<'_, [u8]> = match leaf.cte {
             Cte::Identity => Cow::Borrowed(body),
             Cte::Base64 => {
-                let mut v = Vec::new();
-                let rep = decode_base64(body, &mut v);
+                let (mut v, mut t) = (Vec::new(), Vec::new());
+                let rep = decode_base64_body(body, &mut v, &mut t);
                 if rep.looks_like_text() {
                     self.notes.push(Note::BrokenBase64 {
-                        bad_bytes: rep.bad,
+                        bad_bytes: rep.bad + rep.text,
                         read_as_text: true,
                     });
                     Cow::Borrowed(body)
                 } else {
-                    if rep.bad > 0 || rep.dangling {
+                    if rep.is_broken() {
                         self.notes.push(Note::BrokenBase64 {
-                            bad_bytes: rep.bad,
+                            bad_bytes: rep.bad + rep.text,
                             read_as_text: false,
                         });
+                    }
+                    if !t.is_empty() {
+                        v.push(b'\n');
+                        v.append(&mut t);
                     }
                     Cow::Owned(v)
                 }

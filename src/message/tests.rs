@@ -601,6 +601,31 @@ fn broken_base64() {
         b"SGk=SGk=SGVsbG8",
     ));
     assert_eq!(text(&d, PartKind::Plain), "HiHiHello");
+    // A footer appended after the data is read as text, not decoded.
+    let mut body = b64("Данные письма".as_bytes()).into_bytes();
+    body.extend_from_slice(
+        b"\r\n--DeathToSpam--\r\n\r\n-----------------\r\nSponsored by: Example\r\n\
+          Sightings-list@lists.example.net\r\n",
+    );
+    let d = dec(&msg(
+        &[
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: base64",
+        ],
+        &body,
+    ));
+    assert_eq!(
+        text(&d, PartKind::Plain),
+        "Данные письма\n--DeathToSpam--\n-----------------\nSponsored by: Example\n\
+         Sightings-list@lists.example.net\n"
+    );
+    assert!(matches!(
+        d.notes[..],
+        [Note::BrokenBase64 {
+            read_as_text: false,
+            ..
+        }]
+    ));
     // Plain text labelled base64.
     let d = dec(&msg(
         &["Content-Transfer-Encoding: base64"],

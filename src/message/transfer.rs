@@ -58,9 +58,6 @@ static B64: [u8; 256] = {
     }
     t[b'+' as usize] = 62;
     t[b'/' as usize] = 63;
-    // URL-safe alphabet, seen in the wild.
-    t[b'-' as usize] = 62;
-    t[b'_' as usize] = 63;
     t[b'\r' as usize] = SKIP;
     t[b'\n' as usize] = SKIP;
     t[b'=' as usize] = PAD;
@@ -70,19 +67,27 @@ static B64: [u8; 256] = {
 /// What a base64 decode met besides the alphabet.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Base64Report {
-    /// Bytes that are neither base64 nor line breaks (spaces included).
+    /// Foreign bytes skipped inside encoded lines (spaces included).
     pub bad: usize,
-    /// Non-line-break bytes read.
+    /// Bytes of encoded lines.
     pub total: usize,
+    /// Bytes of lines that are plainly text (see [`decode_base64_body`]).
+    pub text: usize,
     /// A final lone character carried less than a byte.
     pub dangling: bool,
 }
 
 impl Base64Report {
-    /// Whether the input is text labelled base64 rather than broken base64:
-    /// more than one byte in eight is foreign.
+    /// Whether the input is text labelled base64 rather than base64 with
+    /// flaws: text lines outweigh encoded ones four to one, or more than
+    /// one byte in eight of these is foreign.
     pub fn looks_like_text(&self) -> bool {
-        self.bad > 0 && self.bad * 8 > self.total
+        self.text > 4 * self.total || (self.bad > 0 && self.bad * 8 > self.total)
+    }
+
+    /// Whether anything besides clean base64 was met.
+    pub fn is_broken(&self) -> bool {
+        self.bad > 0 || self.text > 0 || self.dangling
     }
 }
 
@@ -91,12 +96,60 @@ impl Base64Report {
 pub(super) fn decode_base64(src: &[u8], out: &mut Vec<u8>) -> Base64Report {
     out.reserve(src.len() / 4 * 3 + 3);
     let mut rep = Base64Report::default();
-    let mut acc: u32 = 0;
-    let mut n = 0u32;
+    let mut st = (0u32, 0u32);
+    decode_run(src, out, &mut st, &mut rep.bad);
+    rep.total = src.len();
+    flush(&mut st, out, &mut rep);
+    rep
+}
+
+/// Decodes a base64 body line by line. A line that is plainly text rather
+/// than damaged base64 (it starts with `--`, has a blank between other
+/// characters, or has two or more foreign bytes making up over a sixteenth
+/// of it: a footer a list server appended, a stray boundary) is not
+/// decoded but appended to `text`, one line each.
+pub(super) fn decode_base64_body(
+    src: &[u8],
+    out: &mut Vec<u8>,
+    text: &mut Vec<u8>,
+) -> Base64Report {
+    out.reserve(src.len() / 4 * 3 + 3);
+    let mut rep = Base64Report::default();
+    let mut st = (0u32, 0u32);
+    let mut i = 0;
+    while i < src.len() {
+        let end = memchr(b'\n', &src[i..]).map_or(src.len(), |p| i + p);
+        let line = src[i..end].trim_ascii();
+        i = end + 1;
+        if line.is_empty() {
+            continue;
+        }
+        let (mark, saved) = (out.len(), st);
+        let mut bad = 0;
+        decode_run(line, out, &mut st, &mut bad);
+        let blank_inside = line.iter().any(|&b| b == b' ' || b == b'\t');
+        if line.starts_with(b"--") || blank_inside || (bad >= 2 && bad * 16 > line.len()) {
+            out.truncate(mark);
+            st = saved;
+            rep.text += line.len();
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        } else {
+            rep.bad += bad;
+            rep.total += line.len();
+        }
+    }
+    flush(&mut st, out, &mut rep);
+    rep
+}
+
+/// Decodes one run of base64 into `out`, carrying a partial quantum in
+/// `st` (bits, count); counts foreign bytes in `bad`.
+fn decode_run(src: &[u8], out: &mut Vec<u8>, st: &mut (u32, u32), bad: &mut usize) {
+    let (mut acc, mut n) = *st;
     for &b in src {
         let v = B64[b as usize];
         if v < 64 {
-            rep.total += 1;
             acc = (acc << 6) | v as u32;
             n += 1;
             if n == 4 {
@@ -109,28 +162,29 @@ pub(super) fn decode_base64(src: &[u8], out: &mut Vec<u8>) -> Base64Report {
         match v {
             SKIP => {}
             PAD => {
-                rep.total += 1;
-                flush(&mut acc, &mut n, out, &mut rep);
+                match n {
+                    2 => out.push((acc >> 4) as u8),
+                    3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+                    _ => {}
+                }
+                acc = 0;
+                n = 0;
             }
-            _ => {
-                rep.total += 1;
-                rep.bad += 1;
-            }
+            _ => *bad += 1,
         }
     }
-    flush(&mut acc, &mut n, out, &mut rep);
-    rep
+    *st = (acc, n);
 }
 
-fn flush(acc: &mut u32, n: &mut u32, out: &mut Vec<u8>, rep: &mut Base64Report) {
-    match *n {
-        2 => out.push((*acc >> 4) as u8),
-        3 => out.extend_from_slice(&[(*acc >> 10) as u8, (*acc >> 2) as u8]),
+fn flush(st: &mut (u32, u32), out: &mut Vec<u8>, rep: &mut Base64Report) {
+    let (acc, n) = *st;
+    match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
         1 => rep.dangling = true,
         _ => {}
     }
-    *acc = 0;
-    *n = 0;
+    *st = (0, 0);
 }
 
 fn hex(b: u8) -> Option<u8> {
