@@ -10,9 +10,10 @@
 //! [`decode`] reads the subject (RFC 2047 encoded words in any charset),
 //! every text/plain and text/html part at any depth (multiparts and nested
 //! message/rfc822, base64 or quoted-printable), the host names of HTML
-//! links and images, attachment file names (RFC 2231 and RFC 2047 forms),
-//! and other text parts (text/enriched, text attachments, delivery
-//! reports) when room is left.
+//! links and images (and image `alt` text), attachment file names (RFC
+//! 2231 and RFC 2047 forms), and other text parts when room is left:
+//! text/enriched and the like, text sent as an attachment, documents named
+//! `.htm`/`.html`/`.txt` under a binary type, delivery reports.
 //!
 //! # Invariants
 //!
@@ -43,7 +44,9 @@
 //! read with [`DecodeOptions::fallback_charset`] (GB18030 by default). Text
 //! declared in a legacy charset that is valid UTF-8 with several multi-byte
 //! characters is read as UTF-8; text declared UTF-8 with more invalid
-//! sequences than valid multi-byte ones is read with the fallback. An HTML
+//! sequences than valid multi-byte ones is read with the fallback when that
+//! reads it with fewer errors. US-ASCII and names that declare nothing
+//! (`DEFAULT_CHARSET`, `unknown-8bit`) count as no charset. An HTML
 //! part without a usable charset in its header uses the one its `<meta>`
 //! declares.
 //!
@@ -136,7 +139,8 @@ pub enum PartKind {
     /// Distinct attachment file names, one per line.
     FileNames,
     /// Other text: text/* subtypes besides plain and html, text parts sent
-    /// as attachments, delivery reports.
+    /// as attachments, `.htm`/`.html`/`.txt` files under a binary type,
+    /// delivery reports.
     Other,
 }
 
