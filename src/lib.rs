@@ -2,3 +2,4 @@
 //! keyword-indexed string library.
 
 pub mod library;
+pub mod message;
