@@ -305,7 +305,7 @@ impl Builder {
             merged_duplicates: merged,
             distinct_keywords: index.distinct_keywords(),
             longest_list: index.longest_list,
-            short_entries: index.nodes.iter().filter(|n| n.len < 4).count(),
+            short_entries: index.short_entries(),
             raw_bytes,
             index_bytes,
             memory_bytes: index_bytes + meta_bytes,

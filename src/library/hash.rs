@@ -4,7 +4,7 @@
 //! integer. Windows of different lengths share one hash table, so each
 //! length carries a tag in the first byte past the window: a control byte
 //! (1–7) that normalized text never contains. A window of width `k` (4–7)
-//! becomes `w | TAG[k]`, a short string of 1–3 bytes `s | TAG_SHORT[len]`
+//! becomes `w | TAG[k]`, a short string of 1–4 bytes `s | TAG_SHORT[len]`
 //! (tags in byte 5), and an 8-byte window is used as it is. Two keys of
 //! different kinds therefore always differ in some byte: where one has a
 //! tag the other has a text byte (0x20 or more), a different tag, or zero.
@@ -15,8 +15,8 @@
 
 /// Tags of windows, indexed by kind (`width - 3`): widths 4 to 8.
 pub const TAG: [u64; 6] = [0, 1 << 40, 5 << 40, 6 << 48, 7 << 56, 0];
-/// Tags of strings shorter than a 4-byte window, indexed by length.
-pub const TAG_SHORT: [u64; 4] = [0, 2 << 40, 3 << 40, 4 << 40];
+/// Tags of short strings (keyed whole), indexed by length.
+pub const TAG_SHORT: [u64; 5] = [0, 2 << 40, 3 << 40, 4 << 40, 9 << 40];
 
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
 

@@ -3,24 +3,25 @@
 //!
 //! # Shape
 //!
-//! Every string gets exactly one keyword (see [`super::keyword`]):
+//! Every string gets exactly one keyword (chosen by [`super::keyword`]):
 //!
-//! * strings of 1–3 bytes: the whole string (the "short" kind);
-//! * strings of 4 bytes or more: a 4-byte window at offset `kw_off`;
-//! * in large libraries (at least [`BuildOptions::tier8_min`] strings of 8
-//!   bytes or more), those strings use an 8-byte window instead: 4-byte
-//!   windows get crowded past a few hundred thousand strings and each hit
-//!   would walk a long list.
+//! * a window of the string at offset `kw_off`, 4 bytes wide by default;
+//! * in large libraries the window widens with the string, so that a
+//!   keyword stays rare in text: 5 bytes for strings of 5–7 bytes (at least
+//!   [`BuildOptions::tier5_min`] of them: 4-byte windows of short words
+//!   occur all over ordinary text), 8 bytes for strings of 8 bytes or more
+//!   (at least [`BuildOptions::tier8_min`] of them: 4-byte windows get
+//!   crowded past a few hundred thousand strings);
+//! * strings shorter than the narrowest window in use (1–3 bytes, or 1–4
+//!   when 5-byte windows are on) are their own keyword, the "short" kind.
 //!
 //! The lists are built as an arena linked by a `next` index (strings in
-//! input order, heads and tails kept in a build-time map), then frozen: each
-//! list is laid out as one contiguous run of nodes, the following slot is
-//! the next element, and a `LAST` bit ends the run. The table
-//! (`hashbrown::HashTable`) maps a keyword to the first node of its run; a
-//! bucket holds the keyword too (12 bytes), so a keyword that is not in the
-//! library is refused without touching the nodes, and lookups are
-//! independent of each other (the scanner issues a block's lookups before
-//! it verifies any candidate, so their cache misses overlap).
+//! input order, tails kept in a build-time map by keyword), then frozen:
+//! each list is laid out as one contiguous run of nodes, the following slot
+//! is the next element, and a `LAST` bit ends the run. The table
+//! (`hashbrown::HashTable<u32>`) maps a keyword to the first node of its
+//! run; a bucket holds only the node number and keys are compared against
+//! the node, which carries its keyword in its prefix.
 //!
 //! Nodes double as the library's entries: entry `i` is node `i`, so a hit
 //! needs no further indirection to be counted.
@@ -29,19 +30,26 @@
 //!
 //! * Patterns are normalized, non-empty, at most [`MAX_LEN`] bytes, valid
 //!   UTF-8 without control bytes.
-//! * `node.prefix` holds the first `min(len, 8)` bytes, zero-padded; the
-//!   remaining `len - 8` bytes are at `tails[node.tail..]`.
+//! * `node.prefix` holds 8 bytes of the string (fewer, zero-padded, at its
+//!   end) from its anchor: offset 0 when the keyword lies in the first 8
+//!   bytes, else `kw_off`; so the keyword is always in the prefix. The other
+//!   `len - 8` bytes, if any, are at `tails[node.tail..]`: those before the
+//!   anchor, then those after the prefix.
 //! * Every node of a run has the same keyword value; the table holds one
 //!   entry per run, at the run's first node; the last node of a run, and
 //!   only it, has `LAST` set.
-//! * Each bitmap holds the hash of every keyword of its kind.
+//! * The filter of each kind holds every keyword of that kind; `short_pairs`
+//!   holds the first two bytes of every short string (all 256 second bytes
+//!   for a 1-byte string).
 //!
 //! # Costs traded
 //!
-//! A node is 16 bytes and carries the first 8 bytes of its string, so most
-//! candidates are verified (or refused) by one masked 64-bit compare without
-//! touching `tails`. The bitmaps cost about two bytes per keyword and keep
-//! the table out of the scan loop for almost every text position.
+//! A node is 16 bytes and a bucket 4 (plus hashbrown's control byte); most
+//! candidates are verified (or refused) by one masked 64-bit compare of the
+//! prefix without touching `tails`. The filters cost about two bytes per
+//! keyword and keep the table out of the scan loop for almost every text
+//! position; each window width in use costs one filter pass over the text,
+//! which is why the wider tiers switch on only for large libraries.
 
 use hashbrown::hash_map::Entry;
 use hashbrown::{HashMap, HashTable};
@@ -66,6 +74,8 @@ const LAST: u16 = 1 << 15;
 /// window of `kind + 3` bytes (kinds 1..=5 are widths 4..=8).
 pub(crate) const KIND_SHORT: u16 = 0;
 pub(crate) const KINDS: usize = 6;
+/// Longest string keyed whole.
+pub(crate) const SHORT_MAX: usize = 4;
 
 #[inline(always)]
 pub(crate) const fn width(kind: u16) -> usize {
@@ -211,9 +221,12 @@ impl Index {
         let long = patterns.iter().filter(|p| p.bytes.len() >= 8).count();
         let use5 = mid > 0 && mid >= opts.tier5_min;
         let use8 = long > 0 && long >= opts.tier8_min;
+        // With 5-byte windows, 4-byte strings are few: keyed whole like the
+        // short ones, they cost no filter pass of their own.
+        let short_max = if use5 { 4 } else { 3 };
         let kind_of = |len: usize| -> u16 {
             match len {
-                0..=3 => KIND_SHORT,
+                _ if len <= short_max => KIND_SHORT,
                 8.. if use8 => 5,
                 5.. if use5 => 2,
                 _ => 1,
@@ -400,6 +413,11 @@ impl Index {
             .map(|&n| n as usize)
     }
 
+    /// Entries keyed whole (the short kind).
+    pub fn short_entries(&self) -> usize {
+        self.nodes.iter().filter(|n| n.kind() == KIND_SHORT).count()
+    }
+
     pub fn distinct_keywords(&self) -> usize {
         self.table.len()
     }
@@ -445,7 +463,7 @@ fn node_key(nodes: &[Node], n: u32) -> u64 {
             let kind = node.kind();
             let len = node.len as usize;
             let shifted = node.prefix >> (8 * (node.kw_off() - node.anchor()));
-            key_of_window(shifted, kind, len.min(3))
+            key_of_window(shifted, kind, len.min(SHORT_MAX))
         }
         None => u64::MAX,
     }
@@ -513,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn tier5_takes_strings_of_five_to_seven_bytes() {
+    fn tier5_takes_strings_of_five_to_seven_bytes_and_four_byte_ones_go_short() {
         let strs = ["abcd", "abcde", "abcdefg", "abcdefgh", "ab"];
         let opts = BuildOptions {
             tier5_min: 1,
@@ -521,11 +539,10 @@ mod tests {
             ..BuildOptions::default()
         };
         let (idx, order) = build(&strs, opts);
-        assert_eq!(idx.kinds, [1, 2, 5]);
+        assert_eq!(idx.kinds, [2, 5]);
         for (n, &i) in order.iter().enumerate() {
             let want = match strs[i as usize].len() {
-                0..=3 => KIND_SHORT,
-                4 => 1,
+                0..=4 => KIND_SHORT,
                 5..=7 => 2,
                 _ => 5,
             };

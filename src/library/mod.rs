@@ -58,7 +58,7 @@ pub struct Stats {
     pub distinct_keywords: usize,
     /// Entries in the longest list.
     pub longest_list: usize,
-    /// Entries shorter than 4 bytes (checked from their own keys).
+    /// Entries keyed whole, shorter than the narrowest window in use.
     pub short_entries: usize,
     /// Bytes of the distinct normalized entries.
     pub raw_bytes: usize,

@@ -5,15 +5,18 @@
 //! branch; NUL never occurs in a normalized string, so padding cannot
 //! complete a keyword or a string.
 //!
-//! For each byte position `i` of the text:
+//! For each block of 64 byte positions:
 //!
-//! 1. the 4-byte window (and the 8-byte window, when the library has 8-byte
-//!    keywords) is hashed and tested against its bitmap;
-//! 2. if the byte starts some string shorter than 4 bytes (a 256-entry
-//!    table), those 1–3 byte keys are tested against the short bitmap;
-//! 3. only on a bitmap hit is the table consulted; on a keyword hit the
-//!    list is walked and each candidate verified at `i - kw_off`: a masked
-//!    compare of its first 8 bytes, then its tail, then word boundaries.
+//! 1. for each window width in use, the window at every position is hashed
+//!    and tested against that width's filter, giving a bit mask;
+//! 2. where the first two bytes may start a short string (a 64 Kib table),
+//!    the short keys of the lengths that start with that byte are tested
+//!    against the short filter;
+//! 3. only keys that pass are looked up in the table (after touching their
+//!    home buckets, so that the cache misses overlap); for each keyword
+//!    found its list is walked and each candidate verified at
+//!    `i - kw_off`: a masked compare of the 8 bytes held in the node, then
+//!    the rest, then word boundaries.
 //!
 //! Every occurrence of a string has its keyword at exactly one position
 //! (`start + kw_off`), so each occurrence is counted exactly once, and
@@ -25,7 +28,7 @@ use hashbrown::HashMap;
 
 use super::Library;
 use super::hash::{MixState, mix};
-use super::index::{Index, KIND_SHORT, KINDS, Node, key_of_window, mask};
+use super::index::{Index, KIND_SHORT, KINDS, Node, SHORT_MAX, key_of_window, mask};
 use super::normalize::normalize_into;
 
 /// One library entry found in a text.
@@ -118,9 +121,11 @@ impl Scanner {
 /// then only the set bits are looked up and verified.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
     let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
-    // At most one key per window kind and three short ones per position.
-    let mut cands = vec![(0u64, 0u32); 64 * (KINDS + 2)];
-    let mut heads = vec![(0u32, 0u32); 64 * (KINDS + 2)];
+    // At most one key per window kind and one per short length per
+    // position: the buffers never fill.
+    let per_block = 64 * (KINDS - 1 + SHORT_MAX);
+    let mut cands = vec![(0u64, 0u32); per_block];
+    let mut heads = vec![(0u32, 0u32); per_block];
     let mut base = 0;
     while base < n {
         let end = (base + 64).min(n);
@@ -159,7 +164,7 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
                 m &= m - 1;
                 let w = read8(t, i);
                 let lens = idx.short_first[(w & 0xFF) as usize];
-                for len in 1..=3 {
+                for len in 1..=SHORT_MAX {
                     if lens & (1 << (len - 1)) != 0 {
                         let key = key_of_window(w, KIND_SHORT, len);
                         if idx.filters[KIND_SHORT as usize].test(key) != 0 {
