@@ -141,9 +141,15 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
         for &kind in &idx.kinds {
             let filter = &idx.filters[kind as usize];
             let key = |w: u64| key_of_window(w, kind, 0);
-            let mut m = match full {
-                Some(arr) => filter.filter64(arr, key),
-                None => filter_block(blk, |w| filter.test(key(w))),
+            // One instance per width, so each pass has its mask and tag as
+            // constants.
+            let mut m = match (full, kind) {
+                (Some(arr), 1) => filter.filter64(arr, |w| key_of_window(w, 1, 0)),
+                (Some(arr), 2) => filter.filter64(arr, |w| key_of_window(w, 2, 0)),
+                (Some(arr), 3) => filter.filter64(arr, |w| key_of_window(w, 3, 0)),
+                (Some(arr), 4) => filter.filter64(arr, |w| key_of_window(w, 4, 0)),
+                (Some(arr), _) => filter.filter64(arr, |w| key_of_window(w, 5, 0)),
+                (None, _) => filter_block(blk, |w| filter.test(key(w))),
             };
             while m != 0 {
                 let i = base + m.trailing_zeros() as usize;
