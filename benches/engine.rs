@@ -36,6 +36,7 @@ fn build_ours(strings: &[String], opts: BuildOptions) -> (Library, Duration) {
     let t = Instant::now();
     let mut b = Builder::new(opts);
     let source = b.add_source("bench");
+    b.reserve(strings.len(), 16);
     let attrs = Attrs {
         weight: 1.0,
         category: b.category("bench"),

@@ -135,6 +135,19 @@ impl Builder {
         id
     }
 
+    /// Makes room for `additional` more entries of about `avg_len` bytes
+    /// (a hint: growing the tables while adding costs more).
+    pub fn reserve(&mut self, additional: usize, avg_len: usize) {
+        self.drafts.reserve(additional);
+        self.texts.reserve(additional.saturating_mul(avg_len));
+        let (drafts, texts, hasher) = (&self.drafts, &self.texts, &self.hasher);
+        self.dedup.reserve(additional, |&x| {
+            let x = &drafts[x as usize];
+            let b = &texts[x.start as usize..x.start as usize + x.len as usize];
+            hasher.hash_one((b, x.attrs.mode == MatchMode::Word))
+        });
+    }
+
     /// Entries added so far (after merging).
     pub fn len(&self) -> usize {
         self.drafts.len()

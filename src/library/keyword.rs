@@ -15,8 +15,10 @@
 //! lists.
 //!
 //! Cost: two passes over every window of every string, each a hash and one
-//! access to a counter array sized to the number of windows (at most 2^22
-//! slots of 4 bytes, 16 MiB), freed after the build.
+//! access to a counter array sized to the number of windows (at most 2^20
+//! slots of 4 bytes, 4 MiB: small enough to stay in the caches, which
+//! matters more for build time than the extra collisions matter for the
+//! choice), freed after the build.
 
 use super::hash::mix;
 
@@ -59,7 +61,7 @@ pub struct Chooser {
 impl Chooser {
     /// A chooser sized for about `windows` window occurrences.
     pub fn new(windows: usize) -> Chooser {
-        let size = windows.next_power_of_two().clamp(1 << 12, 1 << 22);
+        let size = windows.next_power_of_two().clamp(1 << 12, 1 << 20);
         Chooser {
             slots: vec![0; size],
             shift: 64 - size.trailing_zeros(),

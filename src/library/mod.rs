@@ -106,6 +106,8 @@ impl Library {
     ) -> Result<Library, AddError> {
         let mut b = Builder::new(opts);
         b.add_source("<memory>");
+        let specs = specs.into_iter();
+        b.reserve(specs.size_hint().0, 16);
         for spec in specs {
             b.add_spec(spec)?;
         }
