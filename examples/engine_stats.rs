@@ -27,11 +27,27 @@ fn main() {
         .nth(3)
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
-    let mut strings = common::library(n, 42);
+    let real = std::env::var_os("REAL").is_some();
+    let mut strings = if real {
+        common::list_lines(&common::corpus().expect("MAILWARD_CORPUS").join("lexicon-zh"))
+    } else {
+        common::library(n, 42)
+    };
     if std::env::var_os("NOSHORT").is_some() {
         strings.retain(|s| s.len() >= 4);
     }
-    let text = normalize(&common::text(4 << 20, &strings, 7));
+    let text = if real {
+        let mut t = String::new();
+        for m in common::messages(&common::corpus().expect("MAILWARD_CORPUS").join("spamassassin")) {
+            t.push_str(&String::from_utf8_lossy(&m));
+            if t.len() > 4 << 20 {
+                break;
+            }
+        }
+        normalize(&t)
+    } else {
+        normalize(&common::text(4 << 20, &strings, 7))
+    };
     let specs: Vec<EntrySpec> = strings.iter().map(EntrySpec::new).collect();
     let t = Instant::now();
     let lib = Library::from_specs(
