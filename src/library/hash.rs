@@ -112,9 +112,12 @@ impl Bitmap {
     /// at every text position).
     #[inline(always)]
     fn place(words: &[u64], key: u64) -> (usize, u64) {
-        // Folding the high half in first lets every key byte reach the bits
-        // that choose the two bits (8-byte keys differ in their last bytes).
-        let h = (key ^ (key >> 29)).wrapping_mul(BM_K);
+        // The bits are chosen from product bits 28..40, which depend on key
+        // bits 0..40 only: keys with data above bit 40 (8-byte windows)
+        // fold their high half in first. Others skip the fold: this runs at
+        // every text position.
+        let key = if key >> 48 != 0 { key ^ (key >> 29) } else { key };
+        let h = key.wrapping_mul(BM_K);
         // `words.len()` is a nonzero power of two, so the index is in range
         // and the compiler can drop the bounds check.
         let word = (h >> 40) as usize & (words.len().wrapping_sub(1));
