@@ -85,6 +85,10 @@ pub struct Bitmap {
 
 const BM_K: u64 = 0xD6E8_FEB8_6659_FD93;
 
+/// Bytes of text a block filter reads: 64 windows of 8 bytes, and room for
+/// the 16-byte loads of the vector path.
+pub const BLOCK_BYTES: usize = 64 + 15;
+
 static BIT: [u64; 64] = {
     let mut t = [0u64; 64];
     let mut i = 0;
@@ -128,11 +132,24 @@ impl Bitmap {
     }
 
     /// Bit `j` of the result set where the key of the 8-byte window at
-    /// `text[j..]` may be in the set, for the 64 windows of a block;
-    /// `key_of` turns a window into a key. A separate, non-inlined loop so
+    /// `text[j..]` may be in the set, for the 64 windows of a block. A
+    /// window's key is `(window & mask) | tag`. Uses AVX2 when the CPU has
+    /// it (four windows per step), else a scalar loop; both give the same
+    /// bits.
+    #[inline]
+    pub fn filter64(&self, text: &[u8; BLOCK_BYTES], mask: u64, tag: u64) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { avx2::filter64(&self.words, text, mask, tag) };
+        }
+        self.filter64_scalar(text, mask, tag)
+    }
+
+    /// The portable [`Bitmap::filter64`]. A separate, non-inlined loop so
     /// that its few live values stay in registers.
     #[inline(never)]
-    pub fn filter64(&self, text: &[u8; 71], key_of: impl Fn(u64) -> u64) -> u64 {
+    pub fn filter64_scalar(&self, text: &[u8; BLOCK_BYTES], mask: u64, tag: u64) -> u64 {
         let words = &*self.words;
         if words.is_empty() {
             return 0;
@@ -141,7 +158,7 @@ impl Bitmap {
         for j in 0..64 {
             let mut a = [0u8; 8];
             a.copy_from_slice(&text[j..j + 8]);
-            let (w, bits) = Bitmap::place(words, key_of(u64::from_le_bytes(a)));
+            let (w, bits) = Bitmap::place(words, (u64::from_le_bytes(a) & mask) | tag);
             let hit = (words[w] & bits == bits) as u64;
             // Shift in from the top: constant shifts only; after 64 steps
             // bit j holds window j.
@@ -170,6 +187,72 @@ impl Bitmap {
     }
 }
 
+/// The vector filter: the same hash, word and bits as [`Bitmap::place`],
+/// four windows per step.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK_BYTES, BM_K};
+
+    /// # Safety
+    ///
+    /// The CPU must support AVX2. `words` must be non-empty with a
+    /// power-of-two length (every [`super::Bitmap`] is).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn filter64(
+        words: &[u64],
+        text: &[u8; BLOCK_BYTES],
+        mask: u64,
+        tag: u64,
+    ) -> u64 {
+        if words.is_empty() {
+            return 0;
+        }
+        let word_mask = _mm256_set1_epi64x(words.len() as i64 - 1);
+        let kmask = _mm256_set1_epi64x(mask as i64);
+        let ktag = _mm256_set1_epi64x(tag as i64);
+        let klo = _mm256_set1_epi64x((BM_K & 0xFFFF_FFFF) as i64);
+        let khi = _mm256_set1_epi64x((BM_K >> 32) as i64);
+        let c63 = _mm256_set1_epi64x(63);
+        let one = _mm256_set1_epi64x(1);
+        let zero = _mm256_setzero_si256();
+        // The four 8-byte windows at offsets 0..4 of a 16-byte load, one per
+        // 64-bit lane (the load is in both 128-bit halves).
+        #[rustfmt::skip]
+        let spread = _mm256_setr_epi8(
+            0, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6, 7, 8,
+            2, 3, 4, 5, 6, 7, 8, 9, 3, 4, 5, 6, 7, 8, 9, 10,
+        );
+        let mut m = 0u64;
+        for j in (0..64).step_by(4) {
+            // SAFETY: j + 16 <= 76 < BLOCK_BYTES: the load stays in `text`.
+            let v = unsafe { _mm_loadu_si128(text.as_ptr().add(j).cast()) };
+            let w = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(v), spread);
+            let key = _mm256_or_si256(_mm256_and_si256(w, kmask), ktag);
+            // Fold where the key has data above bit 48, as `place` does.
+            let folded = _mm256_xor_si256(key, _mm256_srli_epi64::<29>(key));
+            let low = _mm256_cmpeq_epi64(_mm256_srli_epi64::<48>(key), zero);
+            let key = _mm256_blendv_epi8(folded, key, low);
+            // 64-bit multiply from 32-bit halves (no vpmullq in AVX2).
+            let cross = _mm256_add_epi64(
+                _mm256_mul_epu32(key, khi),
+                _mm256_mul_epu32(_mm256_srli_epi64::<32>(key), klo),
+            );
+            let h = _mm256_add_epi64(_mm256_mul_epu32(key, klo), _mm256_slli_epi64::<32>(cross));
+            let idx = _mm256_and_si256(_mm256_srli_epi64::<40>(h), word_mask);
+            // SAFETY: every index is masked to below `words.len()`.
+            let got = unsafe { _mm256_i64gather_epi64::<8>(words.as_ptr().cast(), idx) };
+            let b1 = _mm256_and_si256(_mm256_srli_epi64::<34>(h), c63);
+            let b2 = _mm256_and_si256(_mm256_srli_epi64::<28>(h), c63);
+            let bits = _mm256_or_si256(_mm256_sllv_epi64(one, b1), _mm256_sllv_epi64(one, b2));
+            let hit = _mm256_cmpeq_epi64(_mm256_and_si256(got, bits), bits);
+            m |= (_mm256_movemask_pd(_mm256_castsi256_pd(hit)) as u64) << j;
+        }
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +268,39 @@ mod tests {
             .filter(|&x| b.test(x | TAG[1]) == 1)
             .count();
         assert!(fp < 100_000 / 8, "false positive rate too high: {fp}");
+    }
+
+    #[test]
+    fn vector_and_scalar_filters_agree() {
+        let mut b = Bitmap::with_keys(3000, 4);
+        let mut x = 0x1234_5678_9ABC_DEF0u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut text = [0u8; BLOCK_BYTES];
+        for round in 0..200 {
+            for byte in text.iter_mut() {
+                *byte = b"abc \xe5\x8f\x91"[(next() % 7) as usize];
+            }
+            // Put some windows of this text in the set, at every width.
+            for j in 0..8 {
+                let at = (next() % 64) as usize;
+                let w = u64::from_le_bytes(text[at..at + 8].try_into().unwrap_or_default());
+                let (m, t) = [(0xFFFF_FFFF, TAG[1]), (0xFF_FFFF_FFFF, TAG[2]), (u64::MAX, 0)][j % 3];
+                b.insert((w & m) | t);
+            }
+            for (m, t) in [(0xFFFF_FFFF, TAG[1]), (0xFF_FFFF_FFFF, TAG[2]), (u64::MAX, 0)] {
+                let want = b.filter64_scalar(&text, m, t);
+                assert_eq!(b.filter64(&text, m, t), want, "round {round}");
+                for j in 0..64 {
+                    let w = u64::from_le_bytes(text[j..j + 8].try_into().unwrap_or_default());
+                    assert_eq!((want >> j) & 1, b.test((w & m) | t));
+                }
+            }
+        }
     }
 
     #[test]

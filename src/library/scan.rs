@@ -27,8 +27,8 @@
 use hashbrown::HashMap;
 
 use super::Library;
-use super::hash::{MixState, mix};
-use super::index::{Index, KIND_SHORT, KINDS, Node, SHORT_MAX, key_of_window, mask};
+use super::hash::{BLOCK_BYTES, MixState, TAG, mix};
+use super::index::{Index, KIND_SHORT, KINDS, Node, SHORT_MAX, key_of_window, mask, width};
 use super::normalize::normalize_into;
 
 /// One library entry found in a text.
@@ -40,7 +40,11 @@ pub struct Hit {
     pub count: u32,
 }
 
-const PAD: usize = 8;
+/// NUL bytes after the text: 8-byte windows at every position, and the
+/// block filters' 16-byte loads at the last full block.
+const PAD: usize = 16;
+/// Bytes read at each position (the widest keyword).
+const WIN: usize = 8;
 
 /// Reusable scan state: the normalized text buffer and the hit counts. One
 /// per thread or per message; it holds no reference to a library.
@@ -129,8 +133,13 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
     let mut base = 0;
     while base < n {
         let end = (base + 64).min(n);
-        let blk = t.get(base..end + PAD - 1).unwrap_or_default();
-        let full = <&[u8; 64 + PAD - 1]>::try_from(blk).ok();
+        // A full block as a fixed-size array for the unrolled filters; the
+        // last, partial one as a slice of its positions plus WIN - 1 bytes.
+        let full = t
+            .get(base..base + BLOCK_BYTES)
+            .filter(|_| end - base == 64)
+            .and_then(|b| <&[u8; BLOCK_BYTES]>::try_from(b).ok());
+        let blk = t.get(base..end + WIN - 1).unwrap_or_default();
         let mut nc = 0;
         let mut add = |key: u64, i: usize| {
             if let Some(c) = cands.get_mut(nc) {
@@ -141,15 +150,9 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
         for &kind in &idx.kinds {
             let filter = &idx.filters[kind as usize];
             let key = |w: u64| key_of_window(w, kind, 0);
-            // One instance per width, so each pass has its mask and tag as
-            // constants.
-            let mut m = match (full, kind) {
-                (Some(arr), 1) => filter.filter64(arr, |w| key_of_window(w, 1, 0)),
-                (Some(arr), 2) => filter.filter64(arr, |w| key_of_window(w, 2, 0)),
-                (Some(arr), 3) => filter.filter64(arr, |w| key_of_window(w, 3, 0)),
-                (Some(arr), 4) => filter.filter64(arr, |w| key_of_window(w, 4, 0)),
-                (Some(arr), _) => filter.filter64(arr, |w| key_of_window(w, 5, 0)),
-                (None, _) => filter_block(blk, |w| filter.test(key(w))),
+            let mut m = match full {
+                Some(arr) => filter.filter64(arr, mask(width(kind)), TAG[kind as usize]),
+                None => filter_block(blk, |w| filter.test(key(w))),
             };
             while m != 0 {
                 let i = base + m.trailing_zeros() as usize;
@@ -229,7 +232,7 @@ fn lookup_block(idx: &Index, cands: &[(u64, u32)], heads: &mut [(u32, u32)]) -> 
 /// Bit `j` set where the first two bytes at `text[j..]` may start a short
 /// string, for a full block.
 #[inline(never)]
-fn pairs64(pairs: &[u64; 1024], text: &[u8; 64 + PAD - 1]) -> u64 {
+fn pairs64(pairs: &[u64; 1024], text: &[u8; BLOCK_BYTES]) -> u64 {
     let mut m = 0u64;
     for j in 0..64 {
         let pair = text[j] as usize | (text[j + 1] as usize) << 8;
@@ -239,14 +242,14 @@ fn pairs64(pairs: &[u64; 1024], text: &[u8; 64 + PAD - 1]) -> u64 {
 }
 
 /// Bit `j` set where `test` passes the 8-byte window at `blk[j..]`; `blk`
-/// holds the block's positions plus `PAD - 1` bytes (the last, partial
+/// holds the block's positions plus at least `WIN - 1` bytes (the last, partial
 /// block of a text; full blocks take the unrolled paths).
 #[inline(always)]
 fn filter_block(blk: &[u8], test: impl Fn(u64) -> u64) -> u64 {
     let mut m = 0u64;
-    for (j, w) in blk.windows(PAD).enumerate() {
-        // Always succeeds: `windows` yields slices of exactly PAD bytes.
-        let Ok(a) = <[u8; PAD]>::try_from(w) else {
+    for (j, w) in blk.windows(WIN).enumerate() {
+        // Always succeeds: `windows` yields slices of exactly WIN bytes.
+        let Ok(a) = <[u8; WIN]>::try_from(w) else {
             continue;
         };
         m |= test(u64::from_le_bytes(a)) << j;
@@ -257,7 +260,7 @@ fn filter_block(blk: &[u8], test: impl Fn(u64) -> u64) -> u64 {
 #[inline(always)]
 fn read8(t: &[u8], i: usize) -> u64 {
     t.get(i..)
-        .and_then(|s| s.first_chunk::<PAD>())
+        .and_then(|s| s.first_chunk::<WIN>())
         .map_or(0, |c| u64::from_le_bytes(*c))
 }
 
@@ -313,7 +316,7 @@ fn verify(idx: &Index, node: &Node, i: usize, t: &[u8], n: usize) -> bool {
     }
     // The 8 bytes held in the node, then the rest from `tails`.
     let a = node.anchor();
-    let held = (len - a).min(PAD);
+    let held = (len - a).min(WIN);
     if (read8(t, s + a) ^ node.prefix) & mask(held) != 0 {
         return false;
     }
