@@ -29,7 +29,11 @@ fn main() {
         .unwrap_or(16);
     let real = std::env::var_os("REAL").is_some();
     let mut strings = if real {
-        common::list_lines(&common::corpus().expect("MAILWARD_CORPUS").join("lexicon-zh"))
+        common::list_lines(
+            &common::corpus()
+                .expect("MAILWARD_CORPUS")
+                .join("lexicon-zh"),
+        )
     } else {
         common::library(n, 42)
     };
@@ -38,7 +42,11 @@ fn main() {
     }
     let text = if real {
         let mut t = String::new();
-        for m in common::messages(&common::corpus().expect("MAILWARD_CORPUS").join("spamassassin")) {
+        for m in common::messages(
+            &common::corpus()
+                .expect("MAILWARD_CORPUS")
+                .join("spamassassin"),
+        ) {
             t.push_str(&String::from_utf8_lossy(&m));
             if t.len() > 4 << 20 {
                 break;

@@ -120,7 +120,11 @@ impl Bitmap {
         // bits 0..40 only: keys with data above bit 40 (8-byte windows)
         // fold their high half in first. Others skip the fold: this runs at
         // every text position.
-        let key = if key >> 48 != 0 { key ^ (key >> 29) } else { key };
+        let key = if key >> 48 != 0 {
+            key ^ (key >> 29)
+        } else {
+            key
+        };
         let h = key.wrapping_mul(BM_K);
         // `words.len()` is a nonzero power of two, so the index is in range
         // and the compiler can drop the bounds check.
@@ -289,10 +293,18 @@ mod tests {
             for j in 0..8 {
                 let at = (next() % 64) as usize;
                 let w = u64::from_le_bytes(text[at..at + 8].try_into().unwrap_or_default());
-                let (m, t) = [(0xFFFF_FFFF, TAG[1]), (0xFF_FFFF_FFFF, TAG[2]), (u64::MAX, 0)][j % 3];
+                let (m, t) = [
+                    (0xFFFF_FFFF, TAG[1]),
+                    (0xFF_FFFF_FFFF, TAG[2]),
+                    (u64::MAX, 0),
+                ][j % 3];
                 b.insert((w & m) | t);
             }
-            for (m, t) in [(0xFFFF_FFFF, TAG[1]), (0xFF_FFFF_FFFF, TAG[2]), (u64::MAX, 0)] {
+            for (m, t) in [
+                (0xFFFF_FFFF, TAG[1]),
+                (0xFF_FFFF_FFFF, TAG[2]),
+                (u64::MAX, 0),
+            ] {
                 let want = b.filter64_scalar(&text, m, t);
                 assert_eq!(b.filter64(&text, m, t), want, "round {round}");
                 for j in 0..64 {
