@@ -1,0 +1,423 @@
+//! End-to-end tests through a real Postfix (see `support/postfix.rs`): a
+//! private Postfix instance on 127.0.0.1 consults a milter for every SMTP
+//! session; swaks or a raw SMTP client talks to Postfix, and the tests check
+//! what the client was told, what Postfix logged and what it delivered.
+//!
+//! Without Postfix, swaks and root these tests are skipped (with a message);
+//! with `CI=true` they fail instead.
+//!
+//! For now the milter is a small stub built with indymilter, which checks the
+//! harness itself: it refuses (550 5.7.1) any message whose body contains
+//! `SPAMWORD`, adds `X-Stub: seen` to the others, and answers unknown SMTP
+//! commands (see [`unknown_commands_through_postfix`]).
+//!
+//! # Testing the real milter the same way
+//!
+//! Only the milter changes; the Postfix side stays as below.
+//!
+//! - In process: bind `tokio::net::TcpListener::bind("127.0.0.1:0")`, take its
+//!   port, and run `mailward::run(listener, config, reload_rx, shutdown)` on a
+//!   runtime in a background thread, exactly as [`Stub::start`] runs
+//!   `indymilter::run`; a oneshot channel as `shutdown` stops it.
+//! - As the binary: take a port with `support::postfix::free_port()`, write a
+//!   `milter.yaml` whose socket is `inet:127.0.0.1:<port>` into a temporary
+//!   directory, spawn `env!("CARGO_BIN_EXE_mailward")` with
+//!   `--config <that file>`, wait with `support::postfix::wait_listening(port, …)`
+//!   (never by connecting: that would be a milter session), and kill the
+//!   child by its pid when the test ends (a guard whose `Drop` kills and
+//!   waits). If the port was taken in between, the child exits early: retry
+//!   with a new port.
+//!
+//! Then `PostfixInstance::builder().milter_port(port).start()`, send spam and
+//! ham with `send`, and assert on the codes, `wait_log` and `wait_delivered`
+//! as these tests do.
+
+mod support;
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use indymilter::{
+    Actions, Callbacks, Config, Context, ContextActions, EomContext, NegotiateContext,
+    SetErrorReply, Status,
+};
+use support::postfix::PostfixInstance;
+use tokio::sync::oneshot;
+
+/// Upper bound for each wait on Postfix (delivery, log lines, replies).
+const WAIT: Duration = Duration::from_secs(30);
+/// The stub answers 421 to this unknown command of a session (1-based).
+const UNKNOWN_LIMIT: usize = 5;
+
+/// Per-session state of the stub milter.
+#[derive(Default)]
+struct Session {
+    body: Vec<u8>,
+    unknown: usize,
+}
+
+/// The stub milter, running on its own runtime thread until stopped.
+struct Stub {
+    port: u16,
+    /// Unknown commands as the milter received them, in order.
+    unknown_seen: Arc<Mutex<Vec<String>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Stub {
+    fn start() -> Stub {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stub milter");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let port = listener.local_addr().expect("stub address").port();
+        let unknown_seen = Arc::new(Mutex::new(Vec::new()));
+        let callbacks = stub_callbacks(Arc::clone(&unknown_seen));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("stub runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                indymilter::run(listener, callbacks, Config::default(), stopped)
+                    .await
+                    .expect("stub milter");
+            });
+        });
+        Stub {
+            port,
+            unknown_seen,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the milter and waits until its listener is closed.
+    fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("stub milter thread");
+        }
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn stub_callbacks(unknown_seen: Arc<Mutex<Vec<String>>>) -> Callbacks<Session> {
+    Callbacks::new()
+        .on_negotiate(|cx, _, _| Box::pin(negotiate(cx)))
+        .on_connect(|cx, _, _| {
+            Box::pin(async move {
+                cx.data = Some(Session::default());
+                Status::Continue
+            })
+        })
+        .on_mail(|cx, _| {
+            Box::pin(async move {
+                if let Some(s) = cx.data.as_mut() {
+                    s.body.clear();
+                }
+                Status::Continue
+            })
+        })
+        .on_body(|cx, chunk| {
+            Box::pin(async move {
+                if let Some(s) = cx.data.as_mut() {
+                    s.body.extend_from_slice(&chunk);
+                }
+                Status::Continue
+            })
+        })
+        .on_eom(|cx| Box::pin(eom(cx)))
+        .on_unknown(move |cx, command| Box::pin(unknown(cx, command, Arc::clone(&unknown_seen))))
+}
+
+async fn negotiate(cx: &mut NegotiateContext<Session>) -> Status {
+    cx.requested_actions |= Actions::ADD_HEADER;
+    Status::Continue
+}
+
+async fn eom(cx: &mut EomContext<Session>) -> Status {
+    let spam = cx
+        .data
+        .as_ref()
+        .is_some_and(|s| s.body.windows(8).any(|w| w == b"SPAMWORD"));
+    if spam {
+        cx.reply
+            .set_error_reply("550", Some("5.7.1"), ["Message refused by the stub milter"])
+            .expect("valid reply");
+        return Status::Reject;
+    }
+    cx.actions
+        .add_header("X-Stub", "seen")
+        .await
+        .expect("add header");
+    Status::Continue
+}
+
+/// Records the command and answers the unknown commands of a session in
+/// turn: 1st reject with its own 550 reply, 2nd plain reject, 3rd plain
+/// tempfail, 4th continue, and from the [`UNKNOWN_LIMIT`]th on 421, to show
+/// what Postfix does with each answer.
+async fn unknown(
+    cx: &mut Context<Session>,
+    command: CString,
+    seen: Arc<Mutex<Vec<String>>>,
+) -> Status {
+    seen.lock()
+        .unwrap()
+        .push(command.to_string_lossy().into_owned());
+    let Some(s) = cx.data.as_mut() else {
+        return Status::Continue;
+    };
+    s.unknown += 1;
+    match s.unknown {
+        1 => {
+            cx.reply
+                .set_error_reply(
+                    "550",
+                    Some("5.5.1"),
+                    ["Unknown command refused by the stub"],
+                )
+                .expect("valid reply");
+            Status::Reject
+        }
+        2 => Status::Reject,
+        3 => Status::Tempfail,
+        n if n < UNKNOWN_LIMIT => Status::Continue,
+        _ => {
+            cx.reply
+                .set_error_reply("421", Some("4.7.0"), ["Too many unknown commands"])
+                .expect("valid reply");
+            Status::Tempfail
+        }
+    }
+}
+
+/// A Postfix instance consulting `stub`, or `None` when Postfix cannot run
+/// here (see the module docs).
+fn postfix_with(stub: &Stub) -> Option<PostfixInstance> {
+    PostfixInstance::builder().milter_port(stub.port).start()
+}
+
+fn message_args<'a>(
+    pf: &'a PostfixInstance,
+    to: &'a str,
+    subject: &'a str,
+    body: &'a str,
+) -> Vec<String> {
+    vec![
+        "--from".into(),
+        "sender@client.test".into(),
+        "--to".into(),
+        pf.address(to),
+        "--header".into(),
+        format!("Subject: {subject}"),
+        "--body".into(),
+        body.into(),
+    ]
+}
+
+fn send(pf: &PostfixInstance, to: &str, subject: &str, body: &str) -> (i32, String) {
+    let args = message_args(pf, to, subject, body);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    pf.send(&args)
+}
+
+#[test]
+fn spam_is_refused_after_data() {
+    let stub = Stub::start();
+    let Some(pf) = postfix_with(&stub) else {
+        return;
+    };
+    let (code, transcript) = send(&pf, "user", "spam test", "Buy now: SPAMWORD inside.");
+    assert_eq!(
+        code, 26,
+        "swaks exit code (refused after data)\n{transcript}"
+    );
+    assert!(
+        transcript.contains("550 5.7.1 Message refused by the stub milter"),
+        "client transcript:\n{transcript}"
+    );
+    let line = pf
+        .wait_log("milter-reject: END-OF-MESSAGE", WAIT)
+        .unwrap_or_else(|| panic!("no milter-reject line:\n{}", pf.maillog()));
+    // Postfix logs the reply without its 550: "<queue id>: milter-reject:
+    // END-OF-MESSAGE from localhost[127.0.0.1]: 5.7.1 Message refused by the
+    // stub milter; from=<sender@client.test> to=<user@example.test>
+    // proto=ESMTP helo=<...>" (logged by cleanup, which ran the milter).
+    assert!(
+        line.contains(": 5.7.1 Message refused by the stub milter;"),
+        "{line}"
+    );
+    assert!(line.contains("to=<user@example.test>"), "{line}");
+    assert!(line.contains("from=<sender@client.test>"), "{line}");
+    assert!(pf.delivered().is_empty(), "a refused message was delivered");
+}
+
+#[test]
+fn ham_is_delivered_with_the_milter_header() {
+    let stub = Stub::start();
+    let Some(pf) = postfix_with(&stub) else {
+        return;
+    };
+    let (code, transcript) = send(&pf, "user", "ham test", "Just a friendly note.");
+    assert_eq!(code, 0, "swaks exit code (accepted)\n{transcript}");
+    assert!(transcript.contains("250 2.0.0 Ok: queued"), "{transcript}");
+    let message = pf
+        .wait_delivered(|m| m.contains("Subject: ham test"), WAIT)
+        .unwrap_or_else(|| panic!("nothing delivered:\n{}", pf.maillog()));
+    assert!(message.contains("X-Stub: seen"), "delivered:\n{message}");
+    assert!(
+        message.contains("Just a friendly note."),
+        "delivered:\n{message}"
+    );
+    assert!(
+        message.contains(&format!("Delivered-To: {}", pf.address("user"))),
+        "delivered:\n{message}"
+    );
+    assert!(!pf.maillog().contains("milter-reject"), "{}", pf.maillog());
+}
+
+#[test]
+fn stopped_milter_gives_the_default_tempfail() {
+    let mut stub = Stub::start();
+    let Some(pf) = postfix_with(&stub) else {
+        return;
+    };
+    // While the milter runs, mail goes through.
+    let (code, transcript) = send(&pf, "user", "before stop", "Hello.");
+    assert_eq!(code, 0, "{transcript}");
+
+    stub.stop();
+    // milter_default_action = tempfail: Postfix cannot reach the milter at
+    // connect and answers every later command with 451 4.7.1; swaks gives up
+    // at MAIL FROM (exit 23).
+    let (code, transcript) = send(&pf, "user", "after stop", "Hello again.");
+    assert_eq!(code, 23, "swaks exit code (MAIL refused)\n{transcript}");
+    assert!(
+        transcript.contains("451 4.7.1 Service unavailable - try again later"),
+        "{transcript}"
+    );
+    let refused = format!("connect to Milter service inet:127.0.0.1:{}", stub.port);
+    pf.wait_log(&refused, WAIT)
+        .unwrap_or_else(|| panic!("no milter connect failure logged:\n{}", pf.maillog()));
+    let line = pf
+        .wait_log("milter-reject: MAIL from", WAIT)
+        .unwrap_or_else(|| panic!("no milter-reject at MAIL:\n{}", pf.maillog()));
+    assert!(line.contains("451 4.7.1"), "{line}");
+    assert!(
+        pf.wait_delivered(|m| m.contains("Subject: before stop"), WAIT)
+            .is_some()
+    );
+    assert!(
+        !pf.delivered()
+            .iter()
+            .any(|m| m.contains("Subject: after stop")),
+        "mail went through without the milter"
+    );
+}
+
+/// Reads one SMTP reply (all its lines); empty at end of stream.
+fn read_reply(reader: &mut impl BufRead) -> String {
+    let mut reply = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return reply,
+            Ok(_) => {}
+        }
+        reply.push_str(&line);
+        // The last line of a reply has a space after the code.
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
+}
+
+#[test]
+fn unknown_commands_through_postfix() {
+    let stub = Stub::start();
+    let Some(pf) = postfix_with(&stub) else {
+        return;
+    };
+    let stream = TcpStream::connect(pf.smtp_addr()).expect("connect to Postfix");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut writer = stream.try_clone().expect("clone stream");
+    let mut reader = BufReader::new(stream);
+
+    let banner = read_reply(&mut reader);
+    assert!(banner.starts_with("220 "), "banner: {banner}");
+    writer.write_all(b"EHLO x\r\n").unwrap();
+    let ehlo = read_reply(&mut reader);
+    assert!(ehlo.starts_with("250"), "EHLO: {ehlo}");
+
+    let mut replies = Vec::new();
+    for i in 1..=UNKNOWN_LIMIT + 2 {
+        if writer
+            .write_all(format!("FOOBAR {i}\r\n").as_bytes())
+            .is_err()
+        {
+            break;
+        }
+        let reply = read_reply(&mut reader);
+        let end = reply.is_empty() || reply.starts_with("421");
+        replies.push(reply);
+        if end {
+            break;
+        }
+    }
+    let after = read_reply(&mut reader);
+
+    // What the milter sees: the command word only, without its arguments.
+    let seen = stub.unknown_seen.lock().unwrap().clone();
+    assert_eq!(seen, ["FOOBAR"; UNKNOWN_LIMIT], "replies: {replies:?}");
+    // Every answer of the milter reaches the client (a 5xx too), and only
+    // 421 ends the session: its own 550 reply as given; a plain reject as
+    // Postfix's "550 5.7.1 Command rejected"; a plain tempfail as "451 4.7.1
+    // Service unavailable - try again later"; continue as Postfix's own
+    // "500 5.5.2 Error: command not recognized".
+    assert_eq!(
+        replies,
+        [
+            "550 5.5.1 Unknown command refused by the stub\r\n",
+            "550 5.7.1 Command rejected\r\n",
+            "451 4.7.1 Service unavailable - try again later\r\n",
+            "500 5.5.2 Error: command not recognized\r\n",
+            "421 4.7.0 Too many unknown commands\r\n",
+        ]
+    );
+    assert_eq!(after, "", "the connection stays open after 421");
+    // Postfix logs a milter-reject line for each refusal of the milter:
+    // "NOQUEUE: milter-reject: UNKNOWN from localhost[127.0.0.1]: 421 4.7.0
+    // Too many unknown commands; proto=ESMTP helo=<x>", then "disconnect
+    // from localhost[127.0.0.1] ehlo=1 unknown=0/5 commands=1/6".
+    let line = pf
+        .wait_log(
+            "milter-reject: UNKNOWN from localhost[127.0.0.1]: 421",
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("no milter-reject line:\n{}", pf.maillog()));
+    assert!(
+        line.contains("421 4.7.0 Too many unknown commands"),
+        "{line}"
+    );
+    assert!(line.contains("helo=<x>"), "{line}");
+    let log = pf.maillog();
+    assert_eq!(log.matches("milter-reject: UNKNOWN").count(), 4, "{log}");
+    pf.wait_log("unknown=0/5", WAIT)
+        .unwrap_or_else(|| panic!("no disconnect line:\n{}", pf.maillog()));
+}
