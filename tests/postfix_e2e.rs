@@ -20,7 +20,7 @@
 //!   runtime in a background thread, exactly as [`Stub::start`] runs
 //!   `indymilter::run`; a oneshot channel as `shutdown` stops it.
 //! - As the binary: take a port with `support::postfix::free_port()`, write a
-//!   `milter.yaml` whose socket is `inet:127.0.0.1:<port>` into a temporary
+//!   `milter.yaml` that listens on `inet:127.0.0.1:<port>` into a temporary
 //!   directory, spawn `env!("CARGO_BIN_EXE_mailward")` with
 //!   `--config <that file>`, wait with `support::postfix::wait_listening(port, …)`
 //!   (never by connecting: that would be a milter session), and kill the
@@ -34,7 +34,7 @@
 
 mod support;
 
-use std::ffi::CString;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
@@ -42,7 +42,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use indymilter::{
-    Actions, Callbacks, Config, Context, ContextActions, EomContext, NegotiateContext,
+    Actions, Callbacks, Config, Context, ContextActions, EomContext, Macros, NegotiateContext,
     SetErrorReply, Status,
 };
 use support::postfix::PostfixInstance;
@@ -60,11 +60,45 @@ struct Session {
     unknown: usize,
 }
 
+/// What the stub milter received, over all its sessions.
+#[derive(Default)]
+struct Seen {
+    /// Unknown commands, in order.
+    unknown: Mutex<Vec<String>>,
+    /// The macros defined at each stage (connect, mail, rcpt, data, eom), in
+    /// order.
+    macros: Mutex<Vec<(&'static str, BTreeMap<String, String>)>>,
+}
+
+impl Seen {
+    fn record(&self, stage: &'static str, macros: &Macros) {
+        let macros = macros
+            .to_hash_map()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        self.macros.lock().unwrap().push((stage, macros));
+    }
+
+    /// The macros of the first `stage` event.
+    fn macros_at(&self, stage: &str) -> BTreeMap<String, String> {
+        let all = self.macros.lock().unwrap();
+        all.iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| panic!("no {stage} event reached the milter: {all:?}"))
+    }
+}
+
 /// The stub milter, running on its own runtime thread until stopped.
 struct Stub {
     port: u16,
-    /// Unknown commands as the milter received them, in order.
-    unknown_seen: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Seen>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -76,8 +110,8 @@ impl Stub {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let port = listener.local_addr().expect("stub address").port();
-        let unknown_seen = Arc::new(Mutex::new(Vec::new()));
-        let callbacks = stub_callbacks(Arc::clone(&unknown_seen));
+        let seen = Arc::new(Seen::default());
+        let callbacks = stub_callbacks(Arc::clone(&seen));
         let (shutdown, stopped) = oneshot::channel::<()>();
         let thread = thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -93,7 +127,7 @@ impl Stub {
         });
         Stub {
             port,
-            unknown_seen,
+            seen,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -116,22 +150,42 @@ impl Drop for Stub {
     }
 }
 
-fn stub_callbacks(unknown_seen: Arc<Mutex<Vec<String>>>) -> Callbacks<Session> {
+/// The stub asks for no macros in negotiate: it sees what main.cf's
+/// `milter_*_macros` (or Postfix's defaults) send.
+fn stub_callbacks(seen: Arc<Seen>) -> Callbacks<Session> {
+    let (on_connect, on_mail, on_rcpt, on_data, on_eom, on_unknown) = (
+        Arc::clone(&seen),
+        Arc::clone(&seen),
+        Arc::clone(&seen),
+        Arc::clone(&seen),
+        Arc::clone(&seen),
+        seen,
+    );
     Callbacks::new()
         .on_negotiate(|cx, _, _| Box::pin(negotiate(cx)))
-        .on_connect(|cx, _, _| {
+        .on_connect(move |cx, _, _| {
+            on_connect.record("connect", &cx.macros);
             Box::pin(async move {
                 cx.data = Some(Session::default());
                 Status::Continue
             })
         })
-        .on_mail(|cx, _| {
+        .on_mail(move |cx, _| {
+            on_mail.record("mail", &cx.macros);
             Box::pin(async move {
                 if let Some(s) = cx.data.as_mut() {
                     s.body.clear();
                 }
                 Status::Continue
             })
+        })
+        .on_rcpt(move |cx, _| {
+            on_rcpt.record("rcpt", &cx.macros);
+            Box::pin(async { Status::Continue })
+        })
+        .on_data(move |cx| {
+            on_data.record("data", &cx.macros);
+            Box::pin(async { Status::Continue })
         })
         .on_body(|cx, chunk| {
             Box::pin(async move {
@@ -141,8 +195,18 @@ fn stub_callbacks(unknown_seen: Arc<Mutex<Vec<String>>>) -> Callbacks<Session> {
                 Status::Continue
             })
         })
-        .on_eom(|cx| Box::pin(eom(cx)))
-        .on_unknown(move |cx, command| Box::pin(unknown(cx, command, Arc::clone(&unknown_seen))))
+        .on_eom(move |cx| {
+            on_eom.record("eom", &cx.macros);
+            Box::pin(eom(cx))
+        })
+        .on_unknown(move |cx, command| {
+            on_unknown
+                .unknown
+                .lock()
+                .unwrap()
+                .push(command.to_string_lossy().into_owned());
+            Box::pin(unknown(cx))
+        })
 }
 
 async fn negotiate(cx: &mut NegotiateContext<Session>) -> Status {
@@ -168,18 +232,11 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
     Status::Continue
 }
 
-/// Records the command and answers the unknown commands of a session in
+/// Answers the unknown commands of a session in
 /// turn: 1st reject with its own 550 reply, 2nd plain reject, 3rd plain
 /// tempfail, 4th continue, and from the [`UNKNOWN_LIMIT`]th on 421, to show
 /// what Postfix does with each answer.
-async fn unknown(
-    cx: &mut Context<Session>,
-    command: CString,
-    seen: Arc<Mutex<Vec<String>>>,
-) -> Status {
-    seen.lock()
-        .unwrap()
-        .push(command.to_string_lossy().into_owned());
+async fn unknown(cx: &mut Context<Session>) -> Status {
     let Some(s) = cx.data.as_mut() else {
         return Status::Continue;
     };
@@ -213,28 +270,20 @@ fn postfix_with(stub: &Stub) -> Option<PostfixInstance> {
     PostfixInstance::builder().milter_port(stub.port).start()
 }
 
-fn message_args<'a>(
-    pf: &'a PostfixInstance,
-    to: &'a str,
-    subject: &'a str,
-    body: &'a str,
-) -> Vec<String> {
-    vec![
-        "--from".into(),
-        "sender@client.test".into(),
-        "--to".into(),
-        pf.address(to),
-        "--header".into(),
-        format!("Subject: {subject}"),
-        "--body".into(),
-        body.into(),
-    ]
-}
-
+/// Sends one message from sender@client.test to `to`@example.test.
 fn send(pf: &PostfixInstance, to: &str, subject: &str, body: &str) -> (i32, String) {
-    let args = message_args(pf, to, subject, body);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    pf.send(&args)
+    let to = pf.address(to);
+    let subject = format!("Subject: {subject}");
+    pf.send(&[
+        "--from",
+        "sender@client.test",
+        "--to",
+        &to,
+        "--header",
+        &subject,
+        "--body",
+        body,
+    ])
 }
 
 #[test]
@@ -258,7 +307,8 @@ fn spam_is_refused_after_data() {
     // Postfix logs the reply without its 550: "<queue id>: milter-reject:
     // END-OF-MESSAGE from localhost[127.0.0.1]: 5.7.1 Message refused by the
     // stub milter; from=<sender@client.test> to=<user@example.test>
-    // proto=ESMTP helo=<...>" (logged by cleanup, which ran the milter).
+    // proto=ESMTP helo=<...>", logged by cleanup, which holds the milter
+    // conversation for the message content.
     assert!(
         line.contains(": 5.7.1 Message refused by the stub milter;"),
         "{line}"
@@ -268,10 +318,31 @@ fn spam_is_refused_after_data() {
     assert!(pf.delivered().is_empty(), "a refused message was delivered");
 }
 
+/// The `milter_*_macros` lines of the shipped main.cf snippet.
+fn snippet_macros() -> Vec<(String, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/postfix/main.cf.snippet"
+    );
+    let text = std::fs::read_to_string(path).expect("read contrib/postfix/main.cf.snippet");
+    let lines: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .filter(|(name, _)| name.starts_with("milter_") && name.ends_with("_macros"))
+        .collect();
+    assert!(lines.len() >= 4, "macro lines of the snippet: {lines:?}");
+    lines
+}
+
 #[test]
-fn ham_is_delivered_with_the_milter_header() {
+fn ham_is_delivered_with_the_milter_header_and_snippet_macros() {
     let stub = Stub::start();
-    let Some(pf) = postfix_with(&stub) else {
+    let mut builder = PostfixInstance::builder().milter_port(stub.port);
+    for (name, value) in snippet_macros() {
+        builder = builder.param(name, value);
+    }
+    let Some(pf) = builder.start() else {
         return;
     };
     let (code, transcript) = send(&pf, "user", "ham test", "Just a friendly note.");
@@ -290,6 +361,60 @@ fn ham_is_delivered_with_the_milter_header() {
         "delivered:\n{message}"
     );
     assert!(!pf.maillog().contains("milter-reject"), "{}", pf.maillog());
+
+    // The snippet's macros reach the milter (the stub requests none itself;
+    // Postfix's default connect macros have no {client_addr}).
+    let connect = stub.seen.macros_at("connect");
+    assert_eq!(
+        connect.get("{client_addr}").map(String::as_str),
+        Some("127.0.0.1"),
+        "{connect:?}"
+    );
+    assert_eq!(
+        connect.get("{client_name}").map(String::as_str),
+        Some("localhost"),
+        "{connect:?}"
+    );
+    assert_eq!(
+        connect.get("j").map(String::as_str),
+        Some(support::postfix::HOSTNAME),
+        "{connect:?}"
+    );
+    let mail = stub.seen.macros_at("mail");
+    assert_eq!(
+        mail.get("{mail_addr}").map(String::as_str),
+        Some("sender@client.test"),
+        "{mail:?}"
+    );
+    assert!(
+        !mail.contains_key("{auth_authen}"),
+        "no AUTH, no login: {mail:?}"
+    );
+    // No queue id yet at MAIL nor at the first RCPT: Postfix opens the queue
+    // file after the first accepted recipient. It is there from DATA on.
+    assert!(!mail.contains_key("i"), "{mail:?}");
+    assert!(!stub.seen.macros_at("rcpt").contains_key("i"));
+    assert!(stub.seen.macros_at("data").contains_key("i"));
+    let rcpt = stub.seen.macros_at("rcpt");
+    assert_eq!(
+        rcpt.get("{rcpt_addr}").map(String::as_str),
+        Some("user@example.test"),
+        "{rcpt:?}"
+    );
+    // The queue id at end of message is the one Postfix delivered under.
+    let queue_id = stub
+        .seen
+        .macros_at("eom")
+        .get("i")
+        .cloned()
+        .expect("queue id at eom");
+    let sent = pf
+        .wait_log("status=sent", WAIT)
+        .unwrap_or_else(|| panic!("no delivery logged:\n{}", pf.maillog()));
+    assert!(
+        sent.contains(&format!(" {queue_id}: ")),
+        "queue id {queue_id}: {sent}"
+    );
 }
 
 #[test]
@@ -383,7 +508,7 @@ fn unknown_commands_through_postfix() {
     let after = read_reply(&mut reader);
 
     // What the milter sees: the command word only, without its arguments.
-    let seen = stub.unknown_seen.lock().unwrap().clone();
+    let seen = stub.seen.unknown.lock().unwrap().clone();
     assert_eq!(seen, ["FOOBAR"; UNKNOWN_LIMIT], "replies: {replies:?}");
     // Every answer of the milter reaches the client (a 5xx too), and only
     // 421 ends the session: its own 550 reply as given; a plain reject as
