@@ -36,7 +36,8 @@
 //! of the default `/etc/postfix/main.cf` (Postfix's set-gid tools refuse other
 //! configuration directories without it; `postfix -c` as root does not need
 //! it). The entry is removed again on drop, under a lock shared by concurrent
-//! tests; entries left by a killed test run are pruned by the next one.
+//! tests. Instances and entries left by a killed test run (Ctrl-C) are
+//! stopped and removed by the next run.
 
 #![allow(dead_code)]
 
@@ -125,6 +126,7 @@ impl PostfixBuilder {
             Ok(tools) => tools,
             Err(reason) => return unavailable(&reason),
         };
+        reap_stale_instances(&tools.postfix);
         let dir = make_temp_dir().expect("create the instance directory");
         let mut instance = PostfixInstance {
             config_dir: dir.join("etc"),
@@ -212,17 +214,60 @@ fn user_ids(user: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// A fresh directory that the postfix user can traverse.
-fn make_temp_dir() -> io::Result<PathBuf> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let mut base = env::temp_dir();
-    // Postfix's daemons run as the postfix user and must reach the queue.
-    if !base
+/// Where instance directories go: the temporary directory, if the postfix
+/// user can traverse it (Postfix's daemons must reach the queue), else /tmp.
+fn base_dir() -> PathBuf {
+    let base = env::temp_dir();
+    if base
         .ancestors()
         .all(|a| a.metadata().is_ok_and(|m| m.mode() & 0o001 != 0))
     {
-        base = PathBuf::from("/tmp");
+        base
+    } else {
+        PathBuf::from("/tmp")
     }
+}
+
+/// Stops and removes the instances of test processes that died without
+/// dropping them (a test run interrupted with Ctrl-C leaves its Postfix
+/// running: the master detaches from the terminal). The directory name
+/// carries the pid of the test process that made it.
+fn reap_stale_instances(postfix: &Path) {
+    let Ok(entries) = fs::read_dir(base_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let config_dir = dir.join("etc");
+        if config_dir.join("main.cf").exists() {
+            // Stops that instance's master, found by its own pid file.
+            let _ = Command::new(postfix)
+                .arg("-c")
+                .arg(&config_dir)
+                .arg("stop")
+                .stdin(Stdio::null())
+                .output();
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// A fresh directory that the postfix user can traverse.
+fn make_temp_dir() -> io::Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let base = base_dir();
     loop {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -655,7 +700,7 @@ fn update_alternate_dirs(add: Option<&Path>, remove: Option<&Path>) -> io::Resul
         .create(true)
         .truncate(false)
         .write(true)
-        .open(env::temp_dir().join("mailward-postfix-main-cf.lock"))?;
+        .open(env::temp_dir().join("mailward-postfix.lock"))?;
     lock.lock()?;
 
     let main_cf = Path::new(DEFAULT_MAIN_CF);
