@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! DIR/etc/main.cf, master.cf   the instance's own configuration
-//! DIR/queue/                   queue_directory (created by `postfix start`)
+//! DIR/queue/                   queue_directory (`postfix start` fills it)
 //! DIR/data/                    data_directory, owned by the postfix user
 //! DIR/log/maillog              maillog_file (DIR/log is its maillog_file_prefixes)
 //! DIR/mail/sink/new/           every accepted message, as one maildir file
