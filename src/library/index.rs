@@ -101,7 +101,7 @@ impl Default for BuildOptions {
     fn default() -> BuildOptions {
         BuildOptions {
             bits_per_key: 16,
-            tier5_min: 50_000,
+            tier5_min: 10_000,
             tier8_min: 200_000,
         }
     }
