@@ -70,6 +70,107 @@ fn build_ac(strings: &[String], kind: AhoCorasickKind) -> Option<(AhoCorasick, D
         .map(|ac| (ac, t.elapsed()))
 }
 
+/// Vectorscan's literal API in block mode: every match reported, so its
+/// count equals the others'.
+#[cfg(feature = "vectorscan")]
+mod vectorscan {
+    use std::time::{Duration, Instant};
+
+    use hyperscan_sys as hs;
+
+    pub struct Db {
+        db: *mut hs::hs_database_t,
+        scratch: *mut hs::hs_scratch_t,
+    }
+
+    impl Db {
+        pub fn build(strings: &[String]) -> Option<(Db, Duration)> {
+            let t = Instant::now();
+            let ptrs: Vec<*const libc::c_char> =
+                strings.iter().map(|s| s.as_ptr().cast()).collect();
+            let lens: Vec<usize> = strings.iter().map(String::len).collect();
+            let ids: Vec<libc::c_uint> = (0..strings.len() as libc::c_uint).collect();
+            let flags = vec![0 as libc::c_uint; strings.len()];
+            let mut db = std::ptr::null_mut();
+            let mut err = std::ptr::null_mut();
+            // SAFETY: the arrays hold `strings.len()` valid elements each.
+            let rc = unsafe {
+                hs::hs_compile_lit_multi(
+                    ptrs.as_ptr(),
+                    flags.as_ptr(),
+                    ids.as_ptr(),
+                    lens.as_ptr(),
+                    strings.len() as libc::c_uint,
+                    hs::HS_MODE_BLOCK,
+                    std::ptr::null(),
+                    &mut db,
+                    &mut err,
+                )
+            };
+            if rc != hs::HS_SUCCESS as i32 {
+                // SAFETY: on failure `err` is a compile error to free.
+                unsafe { hs::hs_free_compile_error(err) };
+                return None;
+            }
+            let mut scratch = std::ptr::null_mut();
+            // SAFETY: `db` is a valid database.
+            if unsafe { hs::hs_alloc_scratch(db, &mut scratch) } != hs::HS_SUCCESS as i32 {
+                return None;
+            }
+            Some((Db { db, scratch }, t.elapsed()))
+        }
+
+        pub fn memory(&self) -> usize {
+            let (mut db, mut sc) = (0usize, 0usize);
+            // SAFETY: valid database and scratch.
+            unsafe {
+                hs::hs_database_size(self.db, &mut db);
+                hs::hs_scratch_size(self.scratch, &mut sc);
+            }
+            db + sc
+        }
+
+        pub fn count(&self, text: &str) -> usize {
+            unsafe extern "C" fn on_match(
+                _id: libc::c_uint,
+                _from: libc::c_ulonglong,
+                _to: libc::c_ulonglong,
+                _flags: libc::c_uint,
+                ctx: *mut libc::c_void,
+            ) -> libc::c_int {
+                // SAFETY: `ctx` is the `usize` counter passed below.
+                unsafe { *ctx.cast::<usize>() += 1 };
+                0
+            }
+            let mut n = 0usize;
+            // SAFETY: valid database, scratch and text; the callback only
+            // touches the counter.
+            unsafe {
+                hs::hs_scan(
+                    self.db,
+                    text.as_ptr().cast(),
+                    text.len() as libc::c_uint,
+                    0,
+                    self.scratch,
+                    Some(on_match),
+                    (&mut n as *mut usize).cast(),
+                );
+            }
+            n
+        }
+    }
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            // SAFETY: allocated by `build`, freed once.
+            unsafe {
+                hs::hs_free_scratch(self.scratch);
+                hs::hs_free_database(self.db);
+            }
+        }
+    }
+}
+
 fn ours_matches(lib: &Library, text: &str) -> usize {
     let mut s = Scanner::new();
     s.scan_normalized(lib, text)
@@ -132,6 +233,19 @@ fn compare(c: &mut Criterion, rows: &mut Vec<Row>, name: &str, strings: Vec<Stri
         None => rows.push(row("ac-dfa", None, None, None)),
     }
 
+    #[cfg(feature = "vectorscan")]
+    let vs = vectorscan::Db::build(&strings);
+    #[cfg(feature = "vectorscan")]
+    match &vs {
+        Some((db, t)) => rows.push(row(
+            "vectorscan",
+            Some(*t),
+            Some(db.memory()),
+            Some(db.count(&text)),
+        )),
+        None => rows.push(row("vectorscan", None, None, None)),
+    }
+
     let mut g = c.benchmark_group(format!("scan/{name}"));
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.sample_size(10);
@@ -149,6 +263,12 @@ fn compare(c: &mut Criterion, rows: &mut Vec<Row>, name: &str, strings: Vec<Stri
     if let Some((ac, _)) = &dfa {
         g.bench_function(BenchmarkId::new("ac-dfa", n), |b| {
             b.iter(|| ac.find_overlapping_iter(&text).count())
+        });
+    }
+    #[cfg(feature = "vectorscan")]
+    if let Some((db, _)) = &vs {
+        g.bench_function(BenchmarkId::new("vectorscan", n), |b| {
+            b.iter(|| db.count(&text))
         });
     }
     g.finish();
