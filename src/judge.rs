@@ -146,7 +146,8 @@ pub fn judge<'a>(policy: &Policy, marks: impl IntoIterator<Item = Mark<'a>>) -> 
             c.capped = true;
         }
     }
-    let score: f64 = categories.iter().map(|c| c.score).sum();
+    // Not `sum()`: an empty f64 sum is -0.0, which would print as "-0.0".
+    let score = categories.iter().fold(0.0, |a, c| a + c.score);
     let by_score = if reaches(score, policy.reject) {
         Verdict::Reject
     } else if reaches(score, policy.tempfail) {
@@ -304,6 +305,7 @@ mod tests {
     fn nothing_found_is_accept_with_zero() {
         let j = judge(&policy(), []);
         assert_eq!(j.score, 0.0);
+        assert!(j.score.is_sign_positive());
         assert!(j.categories.is_empty());
         assert_eq!(j.verdict, Verdict::Accept);
         assert_eq!(j.by_action, None);
