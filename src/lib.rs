@@ -76,14 +76,7 @@ pub async fn run(
         .await
         .map_err(|e| RunError::Rules(RulesError::Internal(e.to_string())))?
         .map_err(RunError::Rules)?;
-    let s = rules.library.stats();
-    log::info!(
-        "rules gen=1: {} entries, {} categories, {} MiB, built in {:.2}s",
-        s.entries,
-        rules.library.categories().len(),
-        s.memory_bytes >> 20,
-        s.build_time.as_secs_f64()
-    );
+    log::info!("rules gen=1: {}", rules.describe());
     let shared = Arc::new(state::Shared::new(rules));
     let reloader = tokio::spawn(state::reload_task(shared.clone(), reload));
     let result =

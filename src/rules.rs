@@ -98,6 +98,22 @@ impl Rules {
         })
     }
 
+    /// Entries, categories, memory and build time, for logs.
+    pub fn describe(&self) -> String {
+        let s = self.library.stats();
+        let mem = if s.memory_bytes >= 10 << 20 {
+            format!("{} MiB", s.memory_bytes >> 20)
+        } else {
+            format!("{} KiB", s.memory_bytes.div_ceil(1 << 10))
+        };
+        format!(
+            "{} entries, {} categories, {mem}, built in {:.2}s",
+            s.entries,
+            self.library.categories().len(),
+            s.build_time.as_secs_f64()
+        )
+    }
+
     /// Decodes, scans and judges one raw message.
     pub fn evaluate(&self, raw: &[u8], scanner: &mut Scanner) -> Evaluation {
         let scan = scan_message::scan_message(&self.library, raw, &self.decode, scanner);

@@ -143,15 +143,7 @@ async fn reload(shared: &Shared, retired: &mut Vec<Arc<Rules>>) -> ReloadOutcome
         log::warn!("reload: {change} takes effect only after a restart");
     }
     apply_log_level(&rules.config);
-    let s = rules.library.stats();
-    log::info!(
-        "reloaded gen={}: {} entries, {} categories, {} MiB, built in {:.2}s",
-        rules.generation,
-        s.entries,
-        rules.library.categories().len(),
-        s.memory_bytes >> 20,
-        s.build_time.as_secs_f64()
-    );
+    log::info!("reloaded gen={}: {}", rules.generation, rules.describe());
     let generation = rules.generation;
     drop(running);
     retired.push(shared.swap(Arc::new(rules)));
