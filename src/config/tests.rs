@@ -412,6 +412,12 @@ fn file_errors_name_the_file() {
 }
 
 #[test]
+fn a_plain_mode_is_octal() {
+    assert_eq!(ok("library: l\nsocket_mode: 0640\n").socket_mode.0, 0o640);
+    assert_eq!(ok("library: l\nsocket_mode: 660\n").socket_mode.0, 0o660);
+}
+
+#[test]
 fn a_byte_order_mark_is_ignored() {
     ok("\u{feff}library: l\n");
 }
