@@ -108,8 +108,14 @@ impl Message {
     }
 }
 
+/// A value from the MTA for the log line: UTF-8 (lossy), control
+/// characters replaced so that no value can forge a log line, at most
+/// [`MAX_FIELD`] bytes.
 fn lossy(s: &CStr) -> String {
-    let mut s = String::from_utf8_lossy(s.to_bytes()).into_owned();
+    let mut s: String = String::from_utf8_lossy(s.to_bytes())
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if s.len() > MAX_FIELD {
         let end = s.floor_char_boundary(MAX_FIELD);
         s.truncate(end);
@@ -453,6 +459,16 @@ mod tests {
         ] {
             assert!(!is_role_recipient(a), "{a}");
         }
+    }
+
+    #[test]
+    fn logged_values_are_tamed() {
+        assert_eq!(lossy(c"<a@b>\r\nfake line"), "<a@b>??fake line");
+        assert_eq!(lossy(c"\xff\xfe"), "\u{fffd}\u{fffd}");
+        assert_eq!(
+            lossy(&CString::new("é".repeat(200)).unwrap()).len(),
+            MAX_FIELD
+        );
     }
 
     #[test]

@@ -110,7 +110,9 @@ pub async fn reload_task(shared: Arc<Shared>, mut requests: mpsc::Receiver<Reloa
                 }
                 None => open = false,
             },
-            _ = sweep.tick(), if !retired.is_empty() => release(&mut retired),
+            _ = sweep.tick(), if !retired.is_empty() => {
+                release(&mut retired);
+            }
             else => std::future::pending::<()>().await,
         }
     }
@@ -151,20 +153,76 @@ async fn reload(shared: &Shared, retired: &mut Vec<Arc<Rules>>) -> ReloadOutcome
     Ok(generation)
 }
 
-/// Frees, on the blocking pool, the replaced snapshots no message holds.
-fn release(retired: &mut Vec<Arc<Rules>>) {
+/// Frees, on the blocking pool, the replaced snapshots no message holds;
+/// returns the tasks doing so.
+fn release(retired: &mut Vec<Arc<Rules>>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut still_held = Vec::new();
+    let mut tasks = Vec::new();
     for r in retired.drain(..) {
         match Arc::try_unwrap(r) {
             Ok(rules) => {
                 let generation = rules.generation;
-                tokio::task::spawn_blocking(move || {
+                tasks.push(tokio::task::spawn_blocking(move || {
                     drop(rules);
                     log::debug!("released gen={generation}");
-                });
+                }));
             }
             Err(r) => still_held.push(r),
         }
     }
     *retired = still_held;
+    tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::{BuildOptions, EntrySpec, Library};
+
+    fn rules(generation: u64) -> Rules {
+        let lib = Library::from_specs(&[EntrySpec::new("x")], BuildOptions::default()).unwrap();
+        Rules {
+            generation,
+            config: Config::default(),
+            library: lib,
+            policy: Default::default(),
+            decode: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replaced_snapshot_is_freed_only_when_no_message_holds_it() {
+        let shared = Shared::new(rules(1));
+        let held = shared.current();
+        let weak = Arc::downgrade(&held);
+        let mut retired = vec![shared.swap(Arc::new(rules(2)))];
+        assert_eq!(shared.current().generation, 2);
+        assert!(
+            release(&mut retired).is_empty(),
+            "a message still holds gen 1"
+        );
+        assert_eq!(retired.len(), 1);
+        drop(held);
+        assert!(weak.upgrade().is_some(), "the message never frees it");
+        for t in release(&mut retired) {
+            t.await.unwrap();
+        }
+        assert!(retired.is_empty());
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_reload_keeps_the_rules_and_their_generation() {
+        let mut r = rules(1);
+        r.config.library = Some("/nonexistent/library.yaml".into());
+        let shared = Arc::new(Shared::new(r));
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(reload_task(shared.clone(), rx));
+        let (req, done) = Reload::with_reply();
+        tx.send(req).await.unwrap();
+        let e = done.await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/library.yaml"), "{e}");
+        assert_eq!(shared.current().generation, 1);
+        task.abort();
+    }
 }
