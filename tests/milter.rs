@@ -624,3 +624,39 @@ async fn a_broken_library_at_start_is_an_error() {
         .to_string();
     assert!(e.contains("library.yaml:2:15"), "{e}");
 }
+
+#[tokio::test]
+async fn the_shipped_configuration_and_library_work_as_they_are() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("milter.yaml");
+    let config = mailward::Config::load(&path).unwrap();
+    // The shipped port may be taken on this machine: serve on a free one.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reload, rx) = tokio::sync::mpsc::channel(1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(mailward::run(listener, config, rx, async move {
+        let _ = stopped.await;
+    }));
+    let conn = indymilter_test::TestConnection::open(addr).await.unwrap();
+    let mut c = Client { conn };
+    c.conn
+        .connect("client.example", [192, 0, 2, 1])
+        .await
+        .unwrap();
+    let (_, status) = c
+        .send(&Msg::new("发票", "本公司常年代开发票，欢迎来电。\r\n"))
+        .await;
+    assert!(is_reject(&status), "{status:?}");
+    let (_, status) = c
+        .send(&Msg::new(
+            "buy now",
+            "Cheap viagra and cialis, no prescription needed.\r\n",
+        ))
+        .await;
+    assert!(is_reject(&status), "{status:?}");
+    let (_, status) = c.send(&Msg::new("meeting", HAM)).await;
+    assert_eq!(status, Status::Accept);
+    c.close().await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
