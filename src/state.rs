@@ -95,6 +95,9 @@ fn load(running: &Config, generation: u64) -> Result<Rules, RulesError> {
 /// Serves reload requests until the channel closes, then keeps freeing
 /// replaced snapshots until it is dropped.
 pub async fn reload_task(shared: Arc<Shared>, mut requests: mpsc::Receiver<Reload>) {
+    // Restart-only settings are compared with the ones the milter started
+    // with, not with the last reload's, which did not apply them.
+    let started = shared.current().config.clone();
     let mut retired: Vec<Arc<Rules>> = Vec::new();
     let mut open = true;
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -103,7 +106,7 @@ pub async fn reload_task(shared: Arc<Shared>, mut requests: mpsc::Receiver<Reloa
         tokio::select! {
             req = requests.recv(), if open => match req {
                 Some(req) => {
-                    let outcome = reload(&shared, &mut retired).await;
+                    let outcome = reload(&shared, &started, &mut retired).await;
                     if let Some(done) = req.done {
                         let _ = done.send(outcome);
                     }
@@ -118,7 +121,7 @@ pub async fn reload_task(shared: Arc<Shared>, mut requests: mpsc::Receiver<Reloa
     }
 }
 
-async fn reload(shared: &Shared, retired: &mut Vec<Arc<Rules>>) -> ReloadOutcome {
+async fn reload(shared: &Shared, started: &Config, retired: &mut Vec<Arc<Rules>>) -> ReloadOutcome {
     let running = shared.current();
     let generation = running.generation + 1;
     let source: PathBuf = running
@@ -141,7 +144,7 @@ async fn reload(shared: &Shared, retired: &mut Vec<Arc<Rules>>) -> ReloadOutcome
             return Err(Arc::new(e));
         }
     };
-    for change in config::restart_needed(&running.config, &rules.config) {
+    for change in config::restart_needed(started, &rules.config) {
         log::warn!("reload: {change} takes effect only after a restart");
     }
     apply_log_level(&rules.config);
