@@ -28,7 +28,7 @@ use indymilter::{
 };
 
 use crate::config::model::{OnError, Reply, ReplyKind};
-use crate::judge::{self, Act, Exemption};
+use crate::judge::{self, Act, Disposition, Exemption};
 use crate::library::Scanner;
 use crate::rules::{Evaluation, Rules};
 use crate::state::Shared;
@@ -276,6 +276,7 @@ fn set_reply<K: ReplyKind>(cx: &mut EomContext<Session>, r: &Reply<K>) {
 
 async fn eom(cx: &mut EomContext<Session>) -> Status {
     let queue_id = macro_value(&cx.macros, c"i").unwrap_or_else(|| "NOQUEUE".into());
+    // indymilter only passes end of message after MAIL, so both exist.
     let Some(session) = cx.data.as_mut() else {
         log::error!("{queue_id}: end of message without a session");
         return Status::Tempfail;
@@ -295,8 +296,10 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
             .client_addr
             .map_or_else(|| "unknown".into(), |a| a.to_string())
     );
-    let client_addr = session.client_addr;
+    let exemption = exemption(&msg, session.client_addr);
 
+    // Decoding and scanning take milliseconds on large mail: off the
+    // callback threads. The raw bytes are freed there too.
     let rules = msg.rules.clone();
     let raw = std::mem::take(&mut msg.raw);
     let kept = raw.len();
@@ -304,9 +307,8 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
         SCANNER.with(|s| rules.evaluate(&raw, &mut s.borrow_mut()))
     })
     .await;
-    let rules = &msg.rules;
-    let config = &rules.config;
-    let ev: Evaluation = match evaluated {
+    let config = &msg.rules.config;
+    let ev = match evaluated {
         Ok(ev) => ev,
         Err(e) => {
             log::error!(
@@ -323,21 +325,6 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
         }
     };
 
-    let exemption = if msg.role_recipient {
-        Some(Exemption::RoleRecipient)
-    } else if client_addr.is_some_and(|ip| {
-        config
-            .exempt
-            .trusted_networks
-            .iter()
-            .any(|n| n.contains(ip))
-    }) {
-        Some(Exemption::TrustedNetwork)
-    } else if config.exempt.authenticated && msg.login.is_some() {
-        Some(Exemption::Authenticated)
-    } else {
-        None
-    };
     let j = &ev.judgment;
     let d = judge::dispose(
         j.verdict,
@@ -345,24 +332,69 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
         exemption,
         config.judge.tag_accepted,
     );
-    let header_name = config.judge.header.0.as_str();
+    let (status, problems) = apply(cx, &msg, &ev, exemption, d).await;
 
-    let mut problems: Vec<String> = Vec::new();
+    let mut line = format!(
+        "{queue_id}: client={client} from={} rcpts={} size={kept}",
+        if msg.sender.is_empty() {
+            "<>"
+        } else {
+            &msg.sender
+        },
+        msg.recipients
+    );
+    log_details(&mut line, &msg, &ev, exemption, d);
+    log::info!("{line}");
+    for n in &ev.scan.notes {
+        log::debug!("{queue_id}: note: {n}");
+    }
+    for p in problems {
+        log::warn!("{queue_id}: {p}");
+    }
+    status
+}
+
+/// Why the message is not to be refused for its content, if it is not.
+fn exemption(msg: &Message, client_addr: Option<IpAddr>) -> Option<Exemption> {
+    let exempt = &msg.rules.config.exempt;
+    if msg.role_recipient {
+        Some(Exemption::RoleRecipient)
+    } else if client_addr.is_some_and(|ip| exempt.trusted_networks.iter().any(|n| n.contains(ip))) {
+        Some(Exemption::TrustedNetwork)
+    } else if exempt.authenticated && msg.login.is_some() {
+        Some(Exemption::Authenticated)
+    } else {
+        None
+    }
+}
+
+/// Carries out a disposition: header actions, quarantine, the reply.
+/// Returns the status and the actions that failed.
+async fn apply(
+    cx: &mut EomContext<Session>,
+    msg: &Message,
+    ev: &Evaluation,
+    exemption: Option<Exemption>,
+    d: Disposition,
+) -> (Status, Vec<String>) {
+    let config = &msg.rules.config;
+    let header_name = config.judge.header.0.as_str();
+    let mut problems = Vec::new();
     if d.act == Act::Deliver || d.act == Act::Quarantine {
         // Highest index first: removing one renumbers those after it.
         for i in (1..=msg.forged).rev() {
             let i = i32::try_from(i).unwrap_or(i32::MAX);
-            if let Err(e) = cx
+            let removed = cx
                 .actions
                 .change_header(header_name, i, None::<CString>)
-                .await
-            {
+                .await;
+            if let Err(e) = removed {
                 problems.push(format!("removing forged {header_name}: {e}"));
                 break;
             }
         }
         if d.header {
-            let value = judge::header_value(j, rules.generation, exemption);
+            let value = judge::header_value(&ev.judgment, msg.rules.generation, exemption);
             if let Err(e) = cx.actions.add_header(header_name, value).await {
                 problems.push(format!("adding {header_name}: {e}"));
             }
@@ -386,49 +418,49 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
             Status::Reject
         }
     };
+    (status, problems)
+}
 
-    let mut line = format!(
-        "{queue_id}: client={client} from={} rcpts={} size={kept}",
-        if msg.sender.is_empty() {
-            "<>"
-        } else {
-            &msg.sender
-        },
-        msg.recipients
-    );
+/// The judgment part of a message's log line.
+fn log_details(
+    line: &mut String,
+    msg: &Message,
+    ev: &Evaluation,
+    exemption: Option<Exemption>,
+    d: Disposition,
+) {
+    use std::fmt::Write;
+    let j = &ev.judgment;
     if msg.cut > 0 {
-        line.push_str(&format!(" cut={}", msg.cut));
+        let _ = write!(line, " cut={}", msg.cut);
     }
-    line.push_str(&format!(
+    let _ = write!(
+        line,
         " verdict={} act={} score={:.1} gen={}",
         j.verdict,
         d.act.as_str(),
         j.score,
-        rules.generation
-    ));
+        msg.rules.generation
+    );
     if let Some(e) = exemption {
-        line.push_str(&format!(" exempt={e}"));
+        let _ = write!(line, " exempt={e}");
     }
     if d.header {
         line.push_str(" tagged");
     }
-    line.push_str(&format!(" hits={}", ev.scan.hits.len()));
+    let _ = write!(line, " hits={}", ev.scan.hits.len());
     if !ev.top_ids.is_empty() {
-        line.push_str(&format!(" ids={}", ev.top_ids.join(",")));
+        let _ = write!(line, " ids={}", ev.top_ids.join(","));
     }
     if !ev.scan.notes.is_empty() {
-        let mut kinds: Vec<&str> = ev.scan.notes.iter().map(|n| n.kind()).collect();
-        kinds.dedup();
-        line.push_str(&format!(" notes={}", kinds.join(",")));
+        let mut kinds: Vec<&str> = Vec::new();
+        for k in ev.scan.notes.iter().map(|n| n.kind()) {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        let _ = write!(line, " notes={}", kinds.join(","));
     }
-    log::info!("{line}");
-    for n in &ev.scan.notes {
-        log::debug!("{queue_id}: note: {n}");
-    }
-    for p in problems {
-        log::warn!("{queue_id}: {p}");
-    }
-    status
 }
 
 #[cfg(test)]
