@@ -33,13 +33,22 @@ async fn spam_is_rejected_with_the_configured_reply() {
     )
     .await;
     let mut c = m.client().await;
-    let (actions, status) = c.send(&Msg::new("offer", SPAM)).await;
+    let (actions, status) = c.send(&Msg::new("offer", SPAM).id("SPAM1")).await;
     assert!(is_reject(&status), "{status:?}");
     assert_eq!(
         reject_text(&status).as_deref(),
         Some("554 5.7.0 Refused by policy")
     );
     assert!(added_headers(&actions).is_empty());
+    let line = log_line("SPAM1");
+    for part in [
+        "client=client.example[192.0.2.10]",
+        "from=<sender@example.net>",
+        "verdict=reject act=reject score=12.0 gen=1",
+        "hits=2 ids=en-viagra,en-cialis",
+    ] {
+        assert!(line.contains(part), "{part:?} in {line}");
+    }
     c.close().await;
     m.stop().await;
 }
@@ -228,10 +237,19 @@ async fn postmaster_and_abuse_are_exempt() {
     let m = Milter::start("", LIBRARY).await;
     let mut c = m.client().await;
     let (actions, status) = c
-        .send(&Msg::new("offer", SPAM).to("<Postmaster@example.com>"))
+        .send(
+            &Msg::new("offer", SPAM)
+                .to("<Postmaster@example.com>")
+                .id("PM1"),
+        )
         .await;
     assert_eq!(status, Status::Accept);
     assert!(actions.actions.is_empty());
+    let line = log_line("PM1");
+    assert!(
+        line.contains("verdict=reject act=deliver score=12.0 gen=1 exempt=role-recipient"),
+        "judged and logged though delivered: {line}"
+    );
     let mut msg = Msg::new("offer", SPAM);
     msg.rcpts = vec!["<alice@example.com>".into(), "<abuse@example.com>".into()];
     let (_, status) = c.send(&msg).await;
@@ -358,8 +376,12 @@ async fn a_message_over_the_caps_is_judged_on_what_was_kept() {
     let mut c = m.client().await;
     let (_, status) = c.send(&Msg::new("x", format!("{SPAM}{filler}\r\n"))).await;
     assert!(is_reject(&status), "spam within the kept bytes: {status:?}");
-    let (_, status) = c.send(&Msg::new("x", format!("{filler}\r\n{SPAM}"))).await;
+    let (_, status) = c
+        .send(&Msg::new("x", format!("{filler}\r\n{SPAM}")).id("CUT1"))
+        .await;
     assert_eq!(status, Status::Accept, "spam beyond the kept bytes");
+    let line = log_line("CUT1");
+    assert!(line.contains(" size=1024 cut="), "{line}");
     c.close().await;
     m.stop().await;
 
@@ -375,8 +397,13 @@ async fn a_message_over_the_caps_is_judged_on_what_was_kept() {
         is_reject(&status),
         "spam within the text budget: {status:?}"
     );
-    let (_, status) = c.send(&Msg::new("x", format!("{filler}\r\n{SPAM}"))).await;
+    let (_, status) = c
+        .send(&Msg::new("x", format!("{filler}\r\n{SPAM}")).id("CUT2"))
+        .await;
     assert_eq!(status, Status::Accept, "spam beyond the text budget");
+    let line = log_line("CUT2");
+    assert!(line.contains("notes=truncated"), "{line}");
+    assert!(!line.contains(" cut="), "{line}");
     // Larger than one body chunk (64 KiB), spam first: still judged.
     let big = format!("{SPAM}{}", filler.repeat(100));
     let (_, status) = c.send(&Msg::new("x", big)).await;

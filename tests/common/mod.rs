@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indymilter_test::{Actions, EomAction, EomActions, MacroStage, Status, TestConnection};
@@ -47,6 +48,56 @@ impl Drop for TempDir {
     }
 }
 
+/// Info lines logged by mailward, kept for the tests to read (and printed
+/// when `RUST_LOG` is set).
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+const LOG_CAP: usize = 100_000;
+
+struct CaptureLogger;
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record) {
+        if std::env::var_os("RUST_LOG").is_some() {
+            eprintln!("{} {} {}", r.level(), r.target(), r.args());
+        }
+        if r.level() <= log::Level::Info && r.target().starts_with("mailward") {
+            let mut lines = LOG.lock().unwrap_or_else(|e| e.into_inner());
+            if lines.len() < LOG_CAP {
+                lines.push(r.args().to_string());
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+pub fn capture_logs() {
+    static LOGGER: CaptureLogger = CaptureLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+/// The captured lines that start with `queue_id: `.
+pub fn log_lines(queue_id: &str) -> Vec<String> {
+    let prefix = format!("{queue_id}: ");
+    LOG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+/// The one line logged for the message with `queue_id`.
+pub fn log_line(queue_id: &str) -> String {
+    let lines = log_lines(queue_id);
+    assert_eq!(lines.len(), 1, "one line per message: {lines:?}");
+    lines[0].clone()
+}
+
 /// A milter served by `mailward::run` on 127.0.0.1 and a free port.
 pub struct Milter {
     pub addr: SocketAddr,
@@ -60,8 +111,7 @@ impl Milter {
     /// Writes `milter.yaml` (`config`, plus `library: library.yaml`) and
     /// `library.yaml`, and starts the milter on them.
     pub async fn start(config: &str, library: &str) -> Milter {
-        // Logs show with `RUST_LOG=debug cargo test -- --nocapture`.
-        let _ = env_logger::builder().is_test(true).try_init();
+        capture_logs();
         let dir = TempDir::new("m");
         dir.write("milter.yaml", format!("library: library.yaml\n{config}"));
         dir.write("library.yaml", library);
@@ -164,6 +214,11 @@ impl Msg {
 
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Msg {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn id(mut self, queue_id: &str) -> Msg {
+        self.queue_id = queue_id.into();
         self
     }
 
