@@ -95,6 +95,13 @@ impl Message {
         for p in parts {
             let room = cap.saturating_sub(self.raw.len());
             let n = room.min(p.len());
+            let need = self.raw.len() + n;
+            if need > self.raw.capacity() {
+                // Grow by doubling, but never past the cap: the cap bounds
+                // the memory held, not only the bytes kept.
+                let target = need.max(self.raw.capacity() * 2).min(cap);
+                self.raw.reserve_exact(target - self.raw.len());
+            }
             self.raw.extend_from_slice(&p[..n]);
             self.cut = self.cut.saturating_add((p.len() - n) as u64);
         }
@@ -491,6 +498,48 @@ mod tests {
         ] {
             assert!(!is_role_recipient(a), "{a}");
         }
+    }
+
+    fn message(cap_kib: usize) -> Message {
+        let mut config = crate::Config::default();
+        config.limits.message_bytes = crate::config::model::ByteSize(cap_kib << 10);
+        let library = crate::library::Library::from_specs(
+            &[crate::library::EntrySpec::new("x")],
+            Default::default(),
+        )
+        .unwrap();
+        Message::new(Arc::new(Rules {
+            generation: 1,
+            config,
+            library,
+            policy: Default::default(),
+            decode: Default::default(),
+        }))
+    }
+
+    #[test]
+    fn the_kept_bytes_and_their_memory_stay_under_the_cap() {
+        let mut m = message(10);
+        let chunk = vec![b'a'; 3000];
+        for _ in 0..5 {
+            m.keep(&[&chunk]);
+        }
+        assert_eq!(m.raw.len(), 10 << 10);
+        assert!(m.raw.capacity() <= 10 << 10, "{}", m.raw.capacity());
+        assert_eq!(m.cut, 15000 - (10 << 10));
+        m.start_body();
+        assert_eq!(m.cut, 15000 - (10 << 10) + 2);
+    }
+
+    #[test]
+    fn headers_and_body_are_kept_as_a_message() {
+        let mut m = message(1);
+        m.keep(&[b"Subject", b": ", b"hi", b"\r\n"]);
+        m.start_body();
+        m.start_body();
+        m.keep(&[b"body\r\n"]);
+        assert_eq!(m.raw, b"Subject: hi\r\n\r\nbody\r\n");
+        assert_eq!(m.cut, 0);
     }
 
     #[test]
