@@ -9,7 +9,8 @@
 //!   tempfail_score: 6
 //! ```
 //!
-//! Modules: [`model`] (the value types, each checked as it is read),
+//! Modules: [`model`] (the sections and keys), `values` (the scalar types,
+//! each checked as it is read; re-exported by [`model`]),
 //! `read` (the file reader: duplicate and unknown keys, errors with file,
 //! line and column, relative paths), `reload` (which settings a reload
 //! cannot change).
@@ -22,6 +23,7 @@
 pub mod model;
 mod read;
 mod reload;
+mod values;
 
 use std::path::Path;
 
