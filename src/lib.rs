@@ -1,5 +1,86 @@
 //! mailward: a milter that watches SMTP behavior and intercepts spam with a
 //! keyword-indexed string library.
+//!
+//! ```text
+//! MTA ──milter──▶ milter (callbacks, per-session state)
+//!                   └─ end of message ─▶ rules snapshot: decode ▶ scan ▶ judge
+//! reload requests ─▶ state (load off the callback threads, swap, free old)
+//! ```
+//!
+//! [`run`] serves the milter protocol on a listener until a shutdown future
+//! completes; the binary only parses its command line, wires signals and
+//! binds the socket, so tests drive [`run`] directly.
+//!
+//! Modules: [`config`] (`milter.yaml`), [`library`] (the string library),
+//! [`message`] (raw message to texts), [`scan_message`] (message to hits),
+//! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
+//! (reloads), `milter` (the callbacks).
 
+pub mod config;
+pub mod judge;
 pub mod library;
 pub mod message;
+mod milter;
+pub mod rules;
+pub mod scan_message;
+mod state;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use indymilter::Listener;
+use tokio::sync::mpsc;
+
+pub use config::Config;
+pub use milter::is_role_recipient;
+pub use rules::{Rules, RulesError};
+pub use state::{Reload, ReloadOutcome, apply_log_level};
+
+/// Why [`run`] stopped with an error.
+#[derive(Debug)]
+pub enum RunError {
+    /// The rules could not be loaded at start-up.
+    Rules(RulesError),
+    /// The listener failed.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Rules(e) => e.fmt(f),
+            RunError::Io(e) => write!(f, "milter: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Loads the library `config` names, then serves milter connections on
+/// `listener` until `shutdown` completes, reloading on each request
+/// received from `reload`.
+pub async fn run(
+    listener: impl Listener,
+    config: Config,
+    reload: mpsc::Receiver<Reload>,
+    shutdown: impl Future,
+) -> Result<(), RunError> {
+    let milter_config = indymilter::Config {
+        max_connections: config.milter.max_connections.0,
+        connection_timeout: config.milter.connection_timeout.0,
+        ..Default::default()
+    };
+    apply_log_level(&config);
+    let rules = tokio::task::spawn_blocking(move || Rules::build(config, 1))
+        .await
+        .map_err(|e| RunError::Rules(RulesError::Internal(e.to_string())))?
+        .map_err(RunError::Rules)?;
+    log::info!("rules gen=1: {}", rules.describe());
+    let shared = Arc::new(state::Shared::new(rules));
+    let reloader = tokio::spawn(state::reload_task(shared.clone(), reload));
+    let result =
+        indymilter::run(listener, milter::callbacks(shared), milter_config, shutdown).await;
+    reloader.abort();
+    result.map_err(RunError::Io)
+}

@@ -1,0 +1,566 @@
+//! The indymilter callbacks: glue between the MTA's events and the rules.
+//!
+//! # Invariants
+//!
+//! * All per-connection data lives in the milter context ([`Session`]);
+//!   nothing is shared between connections but the current rules.
+//! * Every callback before end-of-message answers Continue: an Accept
+//!   earlier would end the session's events for the message.
+//! * A message takes the rules snapshot in force at its MAIL command and
+//!   keeps it to its end, so a reload never changes the rules under it.
+//! * The raw message kept is at most `limits.message_bytes`; the rest is
+//!   counted, not kept, and the log line says how much was cut.
+//! * Decoding, scanning and judging run on the blocking pool, never on
+//!   the callback threads; a panic there is an internal error handled as
+//!   `milter.on_error` says.
+//! * The callbacks never drop the last reference to a rules snapshot: the
+//!   reload task keeps retired snapshots and frees them itself.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use indymilter::{
+    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
+    ProtoOpts, SetErrorReply, SocketInfo, Status,
+};
+
+use crate::config::model::{OnError, Reply, ReplyKind};
+use crate::judge::{self, Act, Disposition, Exemption};
+use crate::library::Scanner;
+use crate::rules::{Evaluation, Rules};
+use crate::state::Shared;
+
+/// Longest client name, sender or login kept for the log line.
+const MAX_FIELD: usize = 256;
+
+/// Macros requested in negotiation, by stage. Postfix sends exactly these
+/// (a request replaces its `milter_*_macros` defaults for that stage).
+const MACROS: &[(MacroStage, &str)] = &[
+    (MacroStage::Connect, "{client_addr} {client_name}"),
+    (MacroStage::Mail, "i {auth_type} {auth_authen} {mail_addr}"),
+    (MacroStage::Rcpt, "{rcpt_addr}"),
+    (MacroStage::Eom, "i"),
+];
+
+/// The actions mailward uses, requested when the MTA offers them: the
+/// verdict header, removal of forged ones, quarantine, macro requests.
+const WANTED_ACTIONS: Actions = Actions::ADD_HEADER
+    .union(Actions::CHANGE_HEADER)
+    .union(Actions::QUARANTINE)
+    .union(Actions::REQUEST_MACROS);
+
+/// Per-connection state.
+#[derive(Default)]
+pub struct Session {
+    client_addr: Option<IpAddr>,
+    client_name: String,
+    message: Option<Message>,
+}
+
+/// Per-message state, from MAIL to end of message.
+struct Message {
+    rules: Arc<Rules>,
+    sender: String,
+    login: Option<String>,
+    recipients: u32,
+    role_recipient: bool,
+    raw: Vec<u8>,
+    /// Bytes received but not kept.
+    cut: u64,
+    in_body: bool,
+    /// Verdict headers that came with the message.
+    forged: u32,
+}
+
+impl Message {
+    fn new(rules: Arc<Rules>) -> Message {
+        Message {
+            rules,
+            sender: String::new(),
+            login: None,
+            recipients: 0,
+            role_recipient: false,
+            raw: Vec::new(),
+            cut: 0,
+            in_body: false,
+            forged: 0,
+        }
+    }
+
+    fn keep(&mut self, parts: &[&[u8]]) {
+        let cap = self.rules.config.limits.message_bytes.0;
+        for p in parts {
+            let room = cap.saturating_sub(self.raw.len());
+            let n = room.min(p.len());
+            let need = self.raw.len() + n;
+            if need > self.raw.capacity() {
+                // Grow by doubling, but never past the cap: the cap bounds
+                // the memory held, not only the bytes kept.
+                let target = need.max(self.raw.capacity() * 2).min(cap);
+                self.raw.reserve_exact(target - self.raw.len());
+            }
+            self.raw.extend_from_slice(&p[..n]);
+            self.cut = self.cut.saturating_add((p.len() - n) as u64);
+        }
+    }
+
+    fn start_body(&mut self) {
+        if !self.in_body {
+            self.in_body = true;
+            self.keep(&[b"\r\n"]);
+        }
+    }
+}
+
+/// A value from the MTA for the log line: UTF-8 (lossy), control
+/// characters replaced so that no value can forge a log line, at most
+/// [`MAX_FIELD`] bytes.
+fn lossy(s: &CStr) -> String {
+    let mut s: String = String::from_utf8_lossy(s.to_bytes())
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.len() > MAX_FIELD {
+        let end = s.floor_char_boundary(MAX_FIELD);
+        s.truncate(end);
+    }
+    s
+}
+
+fn macro_value(macros: &indymilter::Macros, name: &CStr) -> Option<String> {
+    macros.get(name).map(lossy).filter(|v| !v.is_empty())
+}
+
+/// An address from `{client_addr}` (Sendmail writes IPv6 ones as
+/// `IPv6:…`).
+fn parse_client_addr(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    let s = s
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("ipv6:"))
+        .map_or(s, |_| &s[5..]);
+    s.parse().ok()
+}
+
+/// Whether an envelope address is a role mailbox every domain must accept
+/// mail for (RFC 2142 `abuse`, RFC 5321 `postmaster`), with or without a
+/// domain.
+pub fn is_role_recipient(addr: &str) -> bool {
+    let a = addr.trim();
+    let a = a.strip_prefix('<').unwrap_or(a);
+    let a = a.strip_suffix('>').unwrap_or(a);
+    // A source route (`@relay:user@host`) is obsolete but legal.
+    let a = a
+        .rsplit_once(':')
+        .filter(|_| a.starts_with('@'))
+        .map_or(a, |(_, r)| r);
+    let local = a.rsplit_once('@').map_or(a, |(l, _)| l);
+    let local = local.trim_matches('"');
+    local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("abuse")
+}
+
+thread_local! {
+    /// Scan buffers, reused by each blocking-pool thread.
+    static SCANNER: RefCell<Scanner> = RefCell::new(Scanner::new());
+}
+
+/// The callbacks, sharing `shared` for the current rules.
+pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
+    Callbacks::new()
+        .on_negotiate(|cx, actions, opts| Box::pin(async move { negotiate(cx, actions, opts) }))
+        .on_connect(|cx, name, info| Box::pin(async move { connect(cx, name, info) }))
+        .on_mail(move |cx, args| {
+            let status = mail(&shared, cx, args);
+            Box::pin(async move { status })
+        })
+        .on_rcpt(|cx, args| Box::pin(async move { rcpt(cx, args) }))
+        .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
+        .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
+        .on_body(|cx, chunk| Box::pin(async move { body(cx, &chunk) }))
+        .on_eom(|cx| Box::pin(eom(cx)))
+        .on_abort(|cx| Box::pin(async move { abort(cx) }))
+}
+
+fn negotiate(cx: &mut NegotiateContext<Session>, actions: Actions, _opts: ProtoOpts) -> Status {
+    cx.requested_actions = actions & WANTED_ACTIONS;
+    if actions.contains(Actions::REQUEST_MACROS) {
+        let mut m = HashMap::new();
+        for (stage, names) in MACROS {
+            if let Ok(c) = CString::new(*names) {
+                m.insert(*stage, c);
+            }
+        }
+        cx.requested_macros = m;
+    }
+    log::trace!("negotiated actions {:?}", cx.requested_actions);
+    cx.data = Some(Session::default());
+    Status::Continue
+}
+
+fn connect(cx: &mut Context<Session>, name: CString, info: SocketInfo) -> Status {
+    let s = cx.data.get_or_insert_with(Session::default);
+    s.client_name = lossy(&name);
+    s.client_addr = match info {
+        SocketInfo::Inet(a) => Some(a.ip()),
+        _ => macro_value(&cx.macros, c"{client_addr}").and_then(|v| parse_client_addr(&v)),
+    };
+    Status::Continue
+}
+
+fn mail(shared: &Shared, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+    let mut m = Message::new(shared.current());
+    m.sender = args.first().map(|a| lossy(a)).unwrap_or_default();
+    m.login = macro_value(&cx.macros, c"{auth_authen}");
+    let s = cx.data.get_or_insert_with(Session::default);
+    s.message = Some(m);
+    Status::Continue
+}
+
+/// The message being received. Events of a message without MAIL (the MTA
+/// always sends it, as the callback is registered) are ignored, and its end
+/// is an internal error.
+fn message(cx: &mut Context<Session>) -> Option<&mut Message> {
+    cx.data.as_mut().and_then(|s| s.message.as_mut())
+}
+
+fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+    if let Some(m) = message(cx) {
+        m.recipients = m.recipients.saturating_add(1);
+        if args.first().is_some_and(|a| is_role_recipient(&lossy(a))) {
+            m.role_recipient = true;
+        }
+    }
+    Status::Continue
+}
+
+fn header(cx: &mut Context<Session>, name: CString, value: CString) -> Status {
+    if let Some(m) = message(cx) {
+        let n = name.to_bytes();
+        let verdict_header = m.rules.config.judge.header.0.as_bytes();
+        if n.eq_ignore_ascii_case(verdict_header) {
+            m.forged = m.forged.saturating_add(1);
+        }
+        m.keep(&[n, b": ", value.to_bytes(), b"\r\n"]);
+    }
+    Status::Continue
+}
+
+fn eoh(cx: &mut Context<Session>) -> Status {
+    if let Some(m) = message(cx) {
+        m.start_body();
+    }
+    Status::Continue
+}
+
+fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
+    if let Some(m) = message(cx) {
+        m.start_body();
+        m.keep(&[chunk]);
+    }
+    Status::Continue
+}
+
+fn abort(cx: &mut Context<Session>) -> Status {
+    if let Some(s) = cx.data.as_mut() {
+        s.message = None;
+    }
+    Status::Continue
+}
+
+fn set_reply<K: ReplyKind>(cx: &mut EomContext<Session>, r: &Reply<K>) {
+    if let Err(e) =
+        cx.reply
+            .set_error_reply(r.code.as_str(), Some(r.status.as_str()), [r.text.as_str()])
+    {
+        // Checked when the configuration was read; the MTA's default
+        // reply is used if it fails anyway.
+        log::error!("reply {} {}: {e}", r.code.as_str(), r.status.as_str());
+    }
+}
+
+async fn eom(cx: &mut EomContext<Session>) -> Status {
+    let queue_id = macro_value(&cx.macros, c"i").unwrap_or_else(|| "NOQUEUE".into());
+    // indymilter only passes end of message after MAIL, so both exist.
+    let Some(session) = cx.data.as_mut() else {
+        log::error!("{queue_id}: end of message without a session");
+        return Status::Tempfail;
+    };
+    let Some(mut msg) = session.message.take() else {
+        log::error!("{queue_id}: end of message without a message");
+        return Status::Tempfail;
+    };
+    let client = format!(
+        "{}[{}]",
+        if session.client_name.is_empty() {
+            "unknown"
+        } else {
+            &session.client_name
+        },
+        session
+            .client_addr
+            .map_or_else(|| "unknown".into(), |a| a.to_string())
+    );
+    let exemption = exemption(&msg, session.client_addr);
+
+    // Decoding and scanning take milliseconds on large mail: off the
+    // callback threads. The raw bytes are freed there too.
+    let rules = msg.rules.clone();
+    let raw = std::mem::take(&mut msg.raw);
+    let kept = raw.len();
+    let evaluated = tokio::task::spawn_blocking(move || {
+        SCANNER.with(|s| rules.evaluate(&raw, &mut s.borrow_mut()))
+    })
+    .await;
+    let config = &msg.rules.config;
+    let ev = match evaluated {
+        Ok(ev) => ev,
+        Err(e) => {
+            log::error!(
+                "{queue_id}: client={client} internal error judging the message: {e}; on_error={:?}",
+                config.milter.on_error
+            );
+            return match config.milter.on_error {
+                OnError::Accept => Status::Accept,
+                OnError::Tempfail => {
+                    set_reply(cx, &config.replies.error);
+                    Status::Tempfail
+                }
+            };
+        }
+    };
+
+    let j = &ev.judgment;
+    let d = judge::dispose(
+        j.verdict,
+        config.judge.mode,
+        exemption,
+        config.judge.tag_accepted,
+    );
+    let (status, problems) = apply(cx, &msg, &ev, exemption, d).await;
+
+    let mut line = format!(
+        "{queue_id}: client={client} from={} rcpts={} size={kept}",
+        if msg.sender.is_empty() {
+            "<>"
+        } else {
+            &msg.sender
+        },
+        msg.recipients
+    );
+    log_details(&mut line, &msg, &ev, exemption, d);
+    log::info!("{line}");
+    for n in &ev.scan.notes {
+        log::debug!("{queue_id}: note: {n}");
+    }
+    for p in problems {
+        log::warn!("{queue_id}: {p}");
+    }
+    status
+}
+
+/// Why the message is not to be refused for its content, if it is not.
+fn exemption(msg: &Message, client_addr: Option<IpAddr>) -> Option<Exemption> {
+    let exempt = &msg.rules.config.exempt;
+    if msg.role_recipient {
+        Some(Exemption::RoleRecipient)
+    } else if client_addr.is_some_and(|ip| exempt.trusted_networks.iter().any(|n| n.contains(ip))) {
+        Some(Exemption::TrustedNetwork)
+    } else if exempt.authenticated && msg.login.is_some() {
+        Some(Exemption::Authenticated)
+    } else {
+        None
+    }
+}
+
+/// Carries out a disposition: header actions, quarantine, the reply.
+/// Returns the status and the actions that failed.
+async fn apply(
+    cx: &mut EomContext<Session>,
+    msg: &Message,
+    ev: &Evaluation,
+    exemption: Option<Exemption>,
+    d: Disposition,
+) -> (Status, Vec<String>) {
+    let config = &msg.rules.config;
+    let header_name = config.judge.header.0.as_str();
+    let mut problems = Vec::new();
+    if d.act == Act::Deliver || d.act == Act::Quarantine {
+        // Highest index first: removing one renumbers those after it.
+        for i in (1..=msg.forged).rev() {
+            let i = i32::try_from(i).unwrap_or(i32::MAX);
+            let removed = cx
+                .actions
+                .change_header(header_name, i, None::<CString>)
+                .await;
+            if let Err(e) = removed {
+                problems.push(format!("removing forged {header_name}: {e}"));
+                break;
+            }
+        }
+        if d.header {
+            let value = judge::header_value(&ev.judgment, msg.rules.generation, exemption);
+            if let Err(e) = cx.actions.add_header(header_name, value).await {
+                problems.push(format!("adding {header_name}: {e}"));
+            }
+        }
+    }
+    let status = match d.act {
+        Act::Deliver => Status::Accept,
+        Act::Quarantine => {
+            let reason = config.replies.quarantine.as_str();
+            if let Err(e) = cx.actions.quarantine(reason).await {
+                problems.push(format!("quarantine: {e}"));
+            }
+            Status::Accept
+        }
+        Act::Tempfail => {
+            set_reply(cx, &config.replies.tempfail);
+            Status::Tempfail
+        }
+        Act::Reject => {
+            set_reply(cx, &config.replies.reject);
+            Status::Reject
+        }
+    };
+    (status, problems)
+}
+
+/// The judgment part of a message's log line.
+fn log_details(
+    line: &mut String,
+    msg: &Message,
+    ev: &Evaluation,
+    exemption: Option<Exemption>,
+    d: Disposition,
+) {
+    use std::fmt::Write;
+    let j = &ev.judgment;
+    if msg.cut > 0 {
+        let _ = write!(line, " cut={}", msg.cut);
+    }
+    let _ = write!(
+        line,
+        " verdict={} act={} score={:.1} gen={}",
+        j.verdict,
+        d.act.as_str(),
+        j.score,
+        msg.rules.generation
+    );
+    if let Some(e) = exemption {
+        let _ = write!(line, " exempt={e}");
+    }
+    if d.header {
+        line.push_str(" tagged");
+    }
+    let _ = write!(line, " hits={}", ev.scan.hits.len());
+    if !ev.top_ids.is_empty() {
+        let _ = write!(line, " ids={}", ev.top_ids.join(","));
+    }
+    if !ev.scan.notes.is_empty() {
+        let mut kinds: Vec<&str> = Vec::new();
+        for k in ev.scan.notes.iter().map(|n| n.kind()) {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        let _ = write!(line, " notes={}", kinds.join(","));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_recipients() {
+        for a in [
+            "<postmaster@example.com>",
+            "<Postmaster@Example.COM>",
+            "<postmaster>",
+            "postmaster",
+            "<abuse@example.org>",
+            "<ABUSE@x>",
+            "<@relay.example:abuse@example.org>",
+            "<\"postmaster\"@example.com>",
+        ] {
+            assert!(is_role_recipient(a), "{a}");
+        }
+        for a in [
+            "<alice@example.com>",
+            "<postmaster.x@example.com>",
+            "<notabuse@example.com>",
+            "<abuse+x@example.com>",
+            "<>",
+            "",
+        ] {
+            assert!(!is_role_recipient(a), "{a}");
+        }
+    }
+
+    fn message(cap_kib: usize) -> Message {
+        let mut config = crate::Config::default();
+        config.limits.message_bytes = crate::config::model::ByteSize(cap_kib << 10);
+        let library = crate::library::Library::from_specs(
+            &[crate::library::EntrySpec::new("x")],
+            Default::default(),
+        )
+        .unwrap();
+        Message::new(Arc::new(Rules {
+            generation: 1,
+            config,
+            library,
+            policy: Default::default(),
+            decode: Default::default(),
+        }))
+    }
+
+    #[test]
+    fn the_kept_bytes_and_their_memory_stay_under_the_cap() {
+        let mut m = message(10);
+        let chunk = vec![b'a'; 3000];
+        for _ in 0..5 {
+            m.keep(&[&chunk]);
+        }
+        assert_eq!(m.raw.len(), 10 << 10);
+        assert!(m.raw.capacity() <= 10 << 10, "{}", m.raw.capacity());
+        assert_eq!(m.cut, 15000 - (10 << 10));
+        m.start_body();
+        assert_eq!(m.cut, 15000 - (10 << 10) + 2);
+    }
+
+    #[test]
+    fn headers_and_body_are_kept_as_a_message() {
+        let mut m = message(1);
+        m.keep(&[b"Subject", b": ", b"hi", b"\r\n"]);
+        m.start_body();
+        m.start_body();
+        m.keep(&[b"body\r\n"]);
+        assert_eq!(m.raw, b"Subject: hi\r\n\r\nbody\r\n");
+        assert_eq!(m.cut, 0);
+    }
+
+    #[test]
+    fn logged_values_are_tamed() {
+        assert_eq!(lossy(c"<a@b>\r\nfake line"), "<a@b>??fake line");
+        assert_eq!(lossy(c"\xff\xfe"), "\u{fffd}\u{fffd}");
+        assert_eq!(
+            lossy(&CString::new("é".repeat(200)).unwrap()).len(),
+            MAX_FIELD
+        );
+    }
+
+    #[test]
+    fn client_addresses() {
+        assert_eq!(parse_client_addr("192.0.2.1"), Some([192, 0, 2, 1].into()));
+        assert_eq!(
+            parse_client_addr("IPv6:2001:db8::1"),
+            "2001:db8::1".parse().ok()
+        );
+        assert_eq!(parse_client_addr("2001:db8::1"), "2001:db8::1".parse().ok());
+        assert_eq!(parse_client_addr("unknown"), None);
+        assert_eq!(parse_client_addr(""), None);
+    }
+}

@@ -1,0 +1,222 @@
+//! One message through the decoder and the library: the entries found in
+//! it, with the decoder's notes.
+//!
+//! Counting rule: the parts of one `multipart/alternative` are renderings
+//! of the same content, so an entry counts once per alternative group (the
+//! most occurrences in any one of the group's parts) and counts add up
+//! across groups and ungrouped parts (subject, plain parts, link hosts,
+//! file names). No match spans two parts.
+//!
+//! This module knows nothing of the milter: the `scan` command uses it on
+//! files as well.
+
+use hashbrown::HashMap;
+
+use crate::judge::Mark;
+use crate::library::{Hit, Library, Scanner};
+use crate::message::{self, DecodeOptions, Note};
+
+/// What a scan of one message found.
+#[derive(Clone, Debug, Default)]
+pub struct MessageScan {
+    /// Each entry found once, with its combined count; sorted by entry.
+    pub hits: Vec<Hit>,
+    /// The decoder's notes (what was not read as declared, or cut).
+    pub notes: Vec<Note>,
+    /// Bytes of decoded text scanned.
+    pub text_bytes: usize,
+    /// Texts scanned (subject, parts, link hosts, file names).
+    pub parts: usize,
+}
+
+impl MessageScan {
+    /// Whether the decoder left text out (text budget, part count, depth).
+    pub fn text_cut(&self) -> bool {
+        self.notes.iter().any(|n| {
+            matches!(
+                n,
+                Note::Truncated { .. }
+                    | Note::Skipped { .. }
+                    | Note::TooManyParts { .. }
+                    | Note::TooDeep { .. }
+            )
+        })
+    }
+}
+
+/// Decodes `raw` (header lines, blank line, body) and scans its texts.
+pub fn scan_message(
+    lib: &Library,
+    raw: &[u8],
+    opts: &DecodeOptions,
+    scanner: &mut Scanner,
+) -> MessageScan {
+    let decoded = message::decode(raw, opts);
+    let mut counts: HashMap<u32, u32> = HashMap::new();
+    let add = |counts: &mut HashMap<u32, u32>, h: &Hit| {
+        let c = counts.entry(h.entry).or_insert(0);
+        *c = c.saturating_add(h.count);
+    };
+
+    let ungrouped = decoded
+        .parts
+        .iter()
+        .filter(|p| p.alt_group.is_none())
+        .map(|p| p.text.as_str());
+    for h in scanner.scan_parts(lib, ungrouped) {
+        add(&mut counts, h);
+    }
+
+    let mut groups: Vec<u32> = decoded.parts.iter().filter_map(|p| p.alt_group).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut best: HashMap<u32, u32> = HashMap::new();
+    for g in groups {
+        best.clear();
+        for p in decoded.parts.iter().filter(|p| p.alt_group == Some(g)) {
+            for h in scanner.scan(lib, &p.text) {
+                let c = best.entry(h.entry).or_insert(0);
+                *c = (*c).max(h.count);
+            }
+        }
+        for (&entry, &count) in &best {
+            add(&mut counts, &Hit { entry, count });
+        }
+    }
+
+    let mut hits: Vec<Hit> = counts
+        .into_iter()
+        .map(|(entry, count)| Hit { entry, count })
+        .collect();
+    hits.sort_unstable();
+    MessageScan {
+        hits,
+        notes: decoded.notes,
+        text_bytes: decoded.text_bytes,
+        parts: decoded.parts.len(),
+    }
+}
+
+/// The judge's view of the hits: one mark per entry.
+pub fn marks<'a>(lib: &'a Library, hits: &'a [Hit]) -> impl Iterator<Item = Mark<'a>> + 'a {
+    hits.iter().filter_map(|h| {
+        let e = lib.entry(h.entry)?;
+        Some(Mark {
+            category: e.category(),
+            weight: e.weight(),
+            action: e.action(),
+        })
+    })
+}
+
+/// The ids of the `n` heaviest entries found (entries with an action
+/// first), for logs.
+pub fn top_ids(lib: &Library, hits: &[Hit], n: usize) -> Vec<String> {
+    let mut entries: Vec<_> = hits.iter().filter_map(|h| lib.entry(h.entry)).collect();
+    entries.sort_by(|a, b| {
+        b.action()
+            .cmp(&a.action())
+            .then(b.weight().total_cmp(&a.weight()))
+            .then(a.number().cmp(&b.number()))
+    });
+    entries
+        .into_iter()
+        .take(n)
+        .map(|e| e.id().into_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::{BuildOptions, EntrySpec};
+
+    fn lib(texts: &[&str]) -> Library {
+        let specs: Vec<EntrySpec> = texts.iter().map(|t| EntrySpec::new(*t)).collect();
+        Library::from_specs(&specs, BuildOptions::default()).unwrap()
+    }
+
+    fn count(lib: &Library, scan: &MessageScan, text: &str) -> u32 {
+        scan.hits
+            .iter()
+            .find(|h| lib.entry(h.entry).unwrap().text() == text)
+            .map_or(0, |h| h.count)
+    }
+
+    fn scan(lib: &Library, raw: &str) -> MessageScan {
+        scan_message(
+            lib,
+            raw.as_bytes(),
+            &DecodeOptions::default(),
+            &mut Scanner::new(),
+        )
+    }
+
+    #[test]
+    fn subject_and_body_add_up() {
+        let l = lib(&["viagra"]);
+        let s = scan(&l, "Subject: viagra\r\n\r\nviagra and viagra\r\n");
+        assert_eq!(count(&l, &s, "viagra"), 3);
+        assert_eq!(s.hits.len(), 1);
+        assert!(s.parts >= 2);
+    }
+
+    #[test]
+    fn an_alternative_pair_counts_once() {
+        let l = lib(&["viagra", "only in html"]);
+        let raw = "Subject: hi\r\n\
+            Content-Type: multipart/alternative; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nviagra viagra\r\n\
+            --b\r\nContent-Type: text/html\r\n\r\n<p>viagra</p><p>only in html</p>\r\n\
+            --b--\r\n";
+        let s = scan(&l, raw);
+        assert_eq!(
+            count(&l, &s, "viagra"),
+            2,
+            "max over the group, not the sum"
+        );
+        assert_eq!(count(&l, &s, "only in html"), 1);
+    }
+
+    #[test]
+    fn groups_and_ungrouped_parts_add() {
+        let l = lib(&["viagra"]);
+        let raw = "Subject: viagra\r\n\
+            Content-Type: multipart/mixed; boundary=m\r\n\r\n\
+            --m\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nviagra\r\n\
+            --b\r\nContent-Type: text/html\r\n\r\n<b>viagra</b>\r\n\
+            --b--\r\n\
+            --m\r\nContent-Type: text/plain\r\n\r\nviagra\r\n\
+            --m--\r\n";
+        let s = scan(&l, raw);
+        assert_eq!(count(&l, &s, "viagra"), 3);
+    }
+
+    #[test]
+    fn notes_are_passed_on_and_cuts_seen() {
+        let l = lib(&["viagra"]);
+        let opts = DecodeOptions {
+            max_text_bytes: 16,
+            ..DecodeOptions::default()
+        };
+        let raw = format!("Subject: x\r\n\r\n{}viagra\r\n", "a ".repeat(100));
+        let s = scan_message(&l, raw.as_bytes(), &opts, &mut Scanner::new());
+        assert!(s.text_cut());
+        assert!(s.text_bytes <= 16);
+        assert_eq!(count(&l, &s, "viagra"), 0);
+    }
+
+    #[test]
+    fn marks_and_top_ids_follow_the_library() {
+        let y = "entries:\n  - {text: aaa, id: light, weight: 1}\n  - {text: bbb, id: heavy, weight: 5}\n  - {text: ccc, id: act, weight: 0, action: tag}\n";
+        let l =
+            Library::from_yaml_str(y, std::path::Path::new("l.yaml"), std::path::Path::new("."))
+                .unwrap();
+        let s = scan(&l, "Subject: aaa bbb ccc\r\n\r\n");
+        assert_eq!(s.hits.len(), 3);
+        let total: f64 = marks(&l, &s.hits).map(|m| m.weight).sum();
+        assert_eq!(total, 6.0);
+        assert_eq!(top_ids(&l, &s.hits, 2), ["act", "heavy"]);
+    }
+}

@@ -1,0 +1,362 @@
+//! Helpers of the milter integration tests: a temporary directory with a
+//! configuration and a library, a running milter on a free loopback port,
+//! and a milter client that sends whole messages.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use indymilter_test::{Actions, EomAction, EomActions, MacroStage, Status, TestConnection};
+use mailward::{Config, Reload, ReloadOutcome, RunError};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "mailward-milter-test-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Info lines logged by mailward, kept for the tests to read (and printed
+/// when `RUST_LOG` is set).
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+const LOG_CAP: usize = 100_000;
+
+struct CaptureLogger;
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record) {
+        if std::env::var_os("RUST_LOG").is_some() {
+            eprintln!("{} {} {}", r.level(), r.target(), r.args());
+        }
+        if r.level() <= log::Level::Info && r.target().starts_with("mailward") {
+            let mut lines = LOG.lock().unwrap_or_else(|e| e.into_inner());
+            if lines.len() < LOG_CAP {
+                lines.push(r.args().to_string());
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+pub fn capture_logs() {
+    static LOGGER: CaptureLogger = CaptureLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+/// The captured lines that start with `queue_id: `.
+pub fn log_lines(queue_id: &str) -> Vec<String> {
+    let prefix = format!("{queue_id}: ");
+    LOG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+/// The one line logged for the message with `queue_id`.
+pub fn log_line(queue_id: &str) -> String {
+    let lines = log_lines(queue_id);
+    assert_eq!(lines.len(), 1, "one line per message: {lines:?}");
+    lines[0].clone()
+}
+
+/// A milter served by `mailward::run` on 127.0.0.1 and a free port.
+pub struct Milter {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    reload: mpsc::Sender<Reload>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl Milter {
+    /// Writes `milter.yaml` (`config`, plus `library: library.yaml`) and
+    /// `library.yaml`, and starts the milter on them.
+    pub async fn start(config: &str, library: &str) -> Milter {
+        capture_logs();
+        let dir = TempDir::new("m");
+        dir.write("milter.yaml", format!("library: library.yaml\n{config}"));
+        dir.write("library.yaml", library);
+        let config =
+            Config::load(&dir.path().join("milter.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (reload, reload_rx) = mpsc::channel(4);
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(mailward::run(listener, config, reload_rx, async move {
+            let _ = shutdown_rx.await;
+        }));
+        Milter {
+            addr,
+            dir,
+            reload,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// Replaces the library file (the milter reads it on reload).
+    pub fn write_library(&self, text: &str) {
+        self.dir.write("library.yaml", text);
+    }
+
+    /// Replaces the configuration file (the milter reads it on reload).
+    pub fn write_config(&self, text: &str) {
+        self.dir
+            .write("milter.yaml", format!("library: library.yaml\n{text}"));
+    }
+
+    /// Asks for a reload and waits for its outcome.
+    pub async fn reload(&self) -> ReloadOutcome {
+        let (req, done) = Reload::with_reply();
+        self.reload.send(req).await.unwrap();
+        done.await.unwrap()
+    }
+
+    /// A client that offers every action.
+    pub async fn client(&self) -> Client {
+        self.client_with(Actions::all()).await
+    }
+
+    /// A client that offers only `actions`.
+    pub async fn client_with(&self, actions: Actions) -> Client {
+        let conn = TestConnection::configure()
+            .available_actions(actions)
+            .open_tcp(self.addr)
+            .await
+            .unwrap();
+        let mut c = Client { conn };
+        let status = c
+            .conn
+            .connect("client.example", [192, 0, 2, 10])
+            .await
+            .unwrap();
+        assert_eq!(status, Status::Continue);
+        c
+    }
+
+    /// Stops the milter and checks that it stopped cleanly.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// One message as the MTA passes it.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub queue_id: String,
+    /// `{auth_authen}` at MAIL.
+    pub login: Option<String>,
+}
+
+impl Msg {
+    pub fn new(subject: &str, body: impl Into<Vec<u8>>) -> Msg {
+        Msg {
+            from: "<sender@example.net>".into(),
+            rcpts: vec!["<alice@example.com>".into()],
+            headers: vec![
+                ("From".into(), b"sender@example.net".to_vec()),
+                ("To".into(), b"alice@example.com".to_vec()),
+                ("Subject".into(), subject.as_bytes().to_vec()),
+            ],
+            body: body.into(),
+            queue_id: "4AbCdEf".into(),
+            login: None,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Msg {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn id(mut self, queue_id: &str) -> Msg {
+        self.queue_id = queue_id.into();
+        self
+    }
+
+    pub fn to(mut self, rcpt: &str) -> Msg {
+        self.rcpts = vec![rcpt.into()];
+        self
+    }
+}
+
+pub struct Client {
+    pub conn: TestConnection,
+}
+
+impl Client {
+    /// MAIL and RCPT of `m`.
+    pub async fn envelope(&mut self, m: &Msg) {
+        if let Some(login) = &m.login {
+            self.conn
+                .macros(MacroStage::Mail, [("{auth_authen}", login.as_str())])
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            self.conn.mail([m.from.as_str()]).await.unwrap(),
+            Status::Continue
+        );
+        for r in &m.rcpts {
+            assert_eq!(
+                self.conn.rcpt([r.as_str()]).await.unwrap(),
+                Status::Continue
+            );
+        }
+    }
+
+    /// Headers, body and end of message of `m`.
+    pub async fn content(&mut self, m: &Msg) -> (EomActions, Status) {
+        for (name, value) in &m.headers {
+            let value = std::ffi::CString::new(value.clone()).unwrap();
+            assert_eq!(
+                self.conn.header(name.as_str(), value).await.unwrap(),
+                Status::Continue
+            );
+        }
+        assert_eq!(self.conn.eoh().await.unwrap(), Status::Continue);
+        if !m.body.is_empty() {
+            assert_eq!(
+                self.conn.body(m.body.clone()).await.unwrap(),
+                Status::Continue
+            );
+        }
+        self.conn
+            .macros(MacroStage::Eom, [("i", m.queue_id.as_str())])
+            .await
+            .unwrap();
+        self.conn.eom().await.unwrap()
+    }
+
+    /// The whole message.
+    pub async fn send(&mut self, m: &Msg) -> (EomActions, Status) {
+        self.envelope(m).await;
+        self.content(m).await
+    }
+
+    pub async fn close(self) {
+        self.conn.close().await.unwrap();
+    }
+}
+
+/// The headers added by end-of-message actions.
+pub fn added_headers(a: &EomActions) -> Vec<(String, String)> {
+    a.actions
+        .iter()
+        .filter_map(|a| match a {
+            EomAction::AddHeader { name, value } | EomAction::InsertHeader { name, value, .. } => {
+                Some((
+                    name.to_string_lossy().into_owned(),
+                    value.to_string_lossy().into_owned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The (name, index) of headers deleted by end-of-message actions.
+pub fn deleted_headers(a: &EomActions) -> Vec<(String, i32)> {
+    a.actions
+        .iter()
+        .filter_map(|a| match a {
+            EomAction::DeleteHeader { name, index } => {
+                Some((name.to_string_lossy().into_owned(), *index))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn quarantine_reason(a: &EomActions) -> Option<String> {
+    a.actions.iter().find_map(|a| match a {
+        EomAction::Quarantine { reason } => Some(reason.to_string_lossy().into_owned()),
+        _ => None,
+    })
+}
+
+pub fn reject_text(s: &Status) -> Option<String> {
+    match s {
+        Status::Reject { message } | Status::Tempfail { message } => {
+            message.as_ref().map(|m| m.to_string_lossy().into_owned())
+        }
+        _ => None,
+    }
+}
+
+pub fn is_reject(s: &Status) -> bool {
+    matches!(s, Status::Reject { .. })
+}
+
+pub fn is_tempfail(s: &Status) -> bool {
+    matches!(s, Status::Tempfail { .. })
+}
+
+/// Standard base64 with line breaks every 76 characters.
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for (i, c) in data.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push_str("\r\n");
+        }
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
