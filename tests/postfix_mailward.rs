@@ -1,0 +1,255 @@
+//! mailward itself behind a real Postfix: the `mailward` binary runs on its
+//! own configuration and library, a private Postfix instance consults it
+//! (see `support/postfix.rs`), and swaks plays the SMTP client.
+//!
+//! Without Postfix, swaks and root these tests are skipped (with a message);
+//! with `CI=true` they fail instead.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::postfix::{PostfixInstance, free_port, wait_listening};
+
+/// Upper bound for each wait on Postfix or mailward.
+const WAIT: Duration = Duration::from_secs(30);
+
+const LIBRARY: &str = "\
+defaults: { weight: 1, category: spam }
+entries:
+  - { text: cheap pills, weight: 12, id: pills }
+  - { text: 发票代开, weight: 12, id: zh-invoice }
+  - { text: limited offer, weight: 3, id: offer }
+";
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "mailward-e2e-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `mailward` binary on a free loopback port; killed by pid on drop.
+struct Mailward {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Mailward {
+    /// Starts mailward with `judge` as its judge section (retrying on a new
+    /// port if the one picked was taken in between).
+    fn start(judge: &str) -> Mailward {
+        for _ in 0..5 {
+            let dir = TempDir::new("milter");
+            let port = free_port();
+            dir.write("library.yaml", LIBRARY);
+            let config = dir.write(
+                "milter.yaml",
+                &format!("listen: inet:127.0.0.1:{port}\nlibrary: library.yaml\njudge:\n{judge}"),
+            );
+            let log = dir.0.join("mailward.log");
+            let child = Command::new(env!("CARGO_BIN_EXE_mailward"))
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("create log file"))
+                .spawn()
+                .expect("spawn mailward");
+            let mut m = Mailward {
+                child,
+                port,
+                log,
+                _dir: dir,
+            };
+            // Readiness by the listening socket, never by connecting (that
+            // would be a milter session).
+            if wait_listening(port, WAIT) {
+                return m;
+            }
+            m.stop();
+        }
+        panic!("mailward did not start on any port");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for a line of mailward's log that contains every one of `parts`.
+    fn wait_log(&self, parts: &[&str]) -> Option<String> {
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Some(line) = self
+                .log()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return Some(line.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Mailward {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn send(pf: &PostfixInstance, subject: &str, body: &str) -> (i32, String) {
+    let to = pf.address("user");
+    let subject = format!("Subject: {subject}");
+    pf.send(&[
+        "--from",
+        "sender@client.test",
+        "--to",
+        &to,
+        "--header",
+        &subject,
+        "--body",
+        body,
+    ])
+}
+
+fn postfix(m: &Mailward) -> Option<PostfixInstance> {
+    PostfixInstance::builder().milter_port(m.port).start()
+}
+
+#[test]
+fn spam_is_refused_and_ham_delivered() {
+    let m = Mailward::start("  reject_score: 10\n  tempfail_score: 6\n");
+    let Some(pf) = postfix(&m) else {
+        return;
+    };
+
+    let (code, transcript) = send(&pf, "deal", "Get CHEAP\r\n  Pills today.");
+    assert_eq!(code, 26, "refused after DATA\n{transcript}");
+    assert!(
+        transcript.contains("550 5.7.1 Message refused by content filter"),
+        "{transcript}"
+    );
+    assert!(
+        !transcript.contains("pills"),
+        "the reply does not reveal the string\n{transcript}"
+    );
+    let line = pf
+        .wait_log("milter-reject: END-OF-MESSAGE", WAIT)
+        .unwrap_or_else(|| panic!("no milter-reject line:\n{}", pf.maillog()));
+    assert!(
+        line.contains("5.7.1 Message refused by content filter"),
+        "{line}"
+    );
+    // mailward logs the verdict under Postfix's queue id.
+    let queue_id = line
+        .split(": milter-reject")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .expect("queue id in the milter-reject line")
+        .to_string();
+    let verdict = m
+        .wait_log(&[&queue_id, "reject"])
+        .unwrap_or_else(|| panic!("no mailward line for {queue_id}:\n{}", m.log()));
+    assert!(verdict.contains("pills"), "entry id logged: {verdict}");
+
+    let (code, transcript) = send(&pf, "hello", "A friendly note about lunch.");
+    assert_eq!(code, 0, "accepted\n{transcript}");
+    assert!(transcript.contains("250 2.0.0 Ok: queued"), "{transcript}");
+    let delivered = pf
+        .wait_delivered(|msg| msg.contains("Subject: hello"), WAIT)
+        .unwrap_or_else(|| panic!("ham not delivered:\n{}", pf.maillog()));
+    assert!(delivered.contains("friendly note"), "{delivered}");
+    assert!(
+        !delivered.contains("X-Mailward"),
+        "no header on accepted mail by default\n{delivered}"
+    );
+}
+
+#[test]
+fn tag_mode_delivers_spam_with_the_verdict_header() {
+    let m = Mailward::start("  mode: tag\n  tag_accepted: true\n");
+    let Some(pf) = postfix(&m) else {
+        return;
+    };
+    // A forged verdict header from outside must not survive.
+    let to = pf.address("user");
+    let (code, transcript) = pf.send(&[
+        "--from",
+        "sender@client.test",
+        "--to",
+        &to,
+        "--header",
+        "Subject: 发票",
+        "--header",
+        "X-Mailward: score=0.0 verdict=accept",
+        "--body",
+        "本公司长期发票代开，欢迎来电。",
+    ]);
+    assert_eq!(code, 0, "tag mode accepts\n{transcript}");
+    let delivered = pf
+        .wait_delivered(|msg| msg.contains("X-Mailward"), WAIT)
+        .unwrap_or_else(|| panic!("nothing delivered:\n{}", pf.maillog()));
+    assert!(
+        delivered.contains("X-Mailward: score=12.0 verdict=reject"),
+        "{delivered}"
+    );
+    assert!(
+        !delivered.contains("verdict=accept"),
+        "the forged header is removed\n{delivered}"
+    );
+    assert!(!pf.maillog().contains("milter-reject"), "{}", pf.maillog());
+}
+
+#[test]
+fn a_stopped_milter_gives_postfix_default_tempfail() {
+    let mut m = Mailward::start("  reject_score: 10\n");
+    let Some(pf) = postfix(&m) else {
+        return;
+    };
+    let (code, transcript) = send(&pf, "before", "Nothing to see.");
+    assert_eq!(code, 0, "accepted while mailward runs\n{transcript}");
+
+    m.stop();
+    let (code, transcript) = send(&pf, "after", "Nothing to see either.");
+    assert_ne!(code, 0, "refused while mailward is down\n{transcript}");
+    assert!(
+        transcript.contains("451 4.7.1"),
+        "milter_default_action = tempfail\n{transcript}"
+    );
+    assert!(
+        pf.wait_log("Connection refused", WAIT).is_some(),
+        "{}",
+        pf.maillog()
+    );
+}
