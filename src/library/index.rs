@@ -12,8 +12,9 @@
 //!   occur all over ordinary text), 8 bytes for strings of 8 bytes or more
 //!   (at least [`BuildOptions::tier8_min`] of them: 4-byte windows get
 //!   crowded past a few hundred thousand strings);
-//! * strings shorter than the narrowest window in use (1–3 bytes, or 1–4
-//!   when 5-byte windows are on) are their own keyword, the "short" kind.
+//! * strings of 1–3 bytes (and of 4 bytes when 5-byte windows are on and
+//!   there are at most 256 of them) are their own keyword, the "short"
+//!   kind, found through a 64 Kibit table of their first two bytes.
 //!
 //! The lists are built as an arena linked by a `next` index (strings in
 //! input order, tails kept in a build-time map by keyword), then frozen:
@@ -76,6 +77,8 @@ pub(crate) const KIND_SHORT: u16 = 0;
 pub(crate) const KINDS: usize = 6;
 /// Longest string keyed whole.
 pub(crate) const SHORT_MAX: usize = 4;
+/// Most 4-byte strings keyed whole (beyond, they get 4-byte windows).
+const SHORT4_MAX: usize = 256;
 
 #[inline(always)]
 pub(crate) const fn width(kind: u16) -> usize {
@@ -175,9 +178,10 @@ pub(crate) struct Index {
     /// strings); `widths` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
     pub kinds: Vec<u16>,
-    /// Bit `len - 1` set when a short string of that length starts with the
-    /// byte.
-    pub short_first: [u8; 256],
+    /// Indexed by the first two bytes (`b0 | b1 << 8`): bit `len - 1` set
+    /// when a short string of that length starts with them (a 1-byte string
+    /// with its byte and any other).
+    pub short_lens: Box<[u8]>,
     /// Bit `b0 | b1 << 8` set when a short string may start with bytes
     /// `b0 b1` (a 1-byte string sets all 256 of its pairs): one L1-resident
     /// test per position instead of up to three hashed ones.
@@ -221,9 +225,11 @@ impl Index {
         let long = patterns.iter().filter(|p| p.bytes.len() >= 8).count();
         let use5 = mid > 0 && mid >= opts.tier5_min;
         let use8 = long > 0 && long >= opts.tier8_min;
-        // With 5-byte windows, 4-byte strings are few: keyed whole like the
-        // short ones, they cost no filter pass of their own.
-        let short_max = if use5 { 4 } else { 3 };
+        // With 5-byte windows on, a few 4-byte strings are cheaper keyed
+        // whole like the short ones than with a filter pass of their own;
+        // many of them would make the two-byte prefilter pass everywhere.
+        let four = patterns.iter().filter(|p| p.bytes.len() == 4).count();
+        let short_max = if use5 && four <= SHORT4_MAX { 4 } else { 3 };
         let kind_of = |len: usize| -> u16 {
             match len {
                 _ if len <= short_max => KIND_SHORT,
@@ -308,7 +314,7 @@ impl Index {
             .sum();
         let mut nodes = Vec::with_capacity(patterns.len());
         let mut tails = Vec::with_capacity(tail_bytes);
-        let mut short_first = [0u8; 256];
+        let mut short_lens = vec![0u8; 1 << 16].into_boxed_slice();
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
         for &i in &order {
@@ -319,11 +325,11 @@ impl Index {
                 per_kind[kind as usize] += 1;
             }
             if kind == KIND_SHORT {
-                short_first[b[0] as usize] |= 1 << (b.len() - 1);
                 let seconds = if b.len() == 1 { 0..=255 } else { b[1]..=b[1] };
                 for b1 in seconds {
                     let pair = b[0] as usize | (b1 as usize) << 8;
                     short_pairs[pair >> 6] |= 1 << (pair & 63);
+                    short_lens[pair] |= 1 << (b.len() - 1);
                 }
             }
             let off = offs[i as usize];
@@ -354,11 +360,20 @@ impl Index {
             nodes,
             tails,
             table: HashTable::with_capacity(per_kind.iter().sum()),
-            filters: std::array::from_fn(|k| Bitmap::with_keys(per_kind[k], opts.bits_per_key)),
+            // The short filter is tested up to four times at a position
+            // (once per length) and stays small: give it more bits.
+            filters: std::array::from_fn(|k| {
+                let bits = if k == KIND_SHORT as usize {
+                    opts.bits_per_key * 4
+                } else {
+                    opts.bits_per_key
+                };
+                Bitmap::with_keys(per_kind[k], bits)
+            }),
             kinds: (1..KINDS as u16)
                 .filter(|&k| per_kind[k as usize] > 0)
                 .collect(),
-            short_first,
+            short_lens,
             short_pairs,
             has_short: per_kind[KIND_SHORT as usize] > 0,
             longest_list: 0,
@@ -428,6 +443,7 @@ impl Index {
             + self.table.allocation_size()
             + self.filters.iter().map(Bitmap::heap_bytes).sum::<usize>()
             + std::mem::size_of::<[u64; 1024]>()
+            + self.short_lens.len()
     }
 }
 

@@ -172,7 +172,11 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
                 let i = base + m.trailing_zeros() as usize;
                 m &= m - 1;
                 let w = read8(t, i);
-                let lens = idx.short_first[(w & 0xFF) as usize];
+                let lens = idx
+                    .short_lens
+                    .get((w & 0xFFFF) as usize)
+                    .copied()
+                    .unwrap_or(0);
                 for len in 1..=SHORT_MAX {
                     if lens & (1 << (len - 1)) != 0 {
                         let key = key_of_window(w, KIND_SHORT, len);
@@ -448,6 +452,41 @@ mod tests {
                 ])
             );
         }
+    }
+
+    #[test]
+    fn many_four_byte_strings_with_five_byte_windows() {
+        // Past 256 four-byte strings they get 4-byte windows of their own
+        // beside the 5-byte ones; both must be found.
+        let letters = b"abcdefghijklmnopqrst";
+        let mut specs = Vec::new();
+        for i in 0..400 {
+            let w: String = [i % 20, i / 20 % 20, (i * 7) % 20, (i * 3 + 1) % 20]
+                .iter()
+                .map(|&k| letters[k] as char)
+                .collect();
+            specs.push(EntrySpec::new(w));
+        }
+        specs.push(EntrySpec::new("zzzzzz"));
+        let opts = BuildOptions {
+            tier5_min: 1,
+            ..Default::default()
+        };
+        let l = lib(&specs, opts);
+        assert!(l.index.kinds.contains(&1) && l.index.kinds.contains(&2));
+        let text = format!("x {} y zzzzzzz {}", specs[7].text, specs[399].text);
+        let got = found(&l, &text);
+        let want: Vec<(String, u32)> = {
+            let mut v: Vec<(String, u32)> = l
+                .entries()
+                .map(|e| (e.text(), text.matches(&e.text()).count() as u32))
+                .filter(|(t, c)| *c > 0 || (t == "zzzzzz"))
+                .map(|(t, c)| if t == "zzzzzz" { (t, 2) } else { (t, c) })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got, want);
     }
 
     #[test]
