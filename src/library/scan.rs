@@ -177,10 +177,14 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
                     .get((w & 0xFFFF) as usize)
                     .copied()
                     .unwrap_or(0);
+                // Unrolled by the compiler: each length's mask and tag are
+                // constants.
                 for len in 1..=SHORT_MAX {
                     if lens & (1 << (len - 1)) != 0 {
                         let key = key_of_window(w, KIND_SHORT, len);
-                        if idx.filters[KIND_SHORT as usize].test(key) != 0 {
+                        // The pair table is exact for strings of one and two
+                        // bytes; longer ones go through the filter first.
+                        if len <= 2 || idx.filters[KIND_SHORT as usize].test(key) != 0 {
                             add(key, i);
                         }
                     }
