@@ -14,11 +14,13 @@
 //! Modules: [`config`] (`milter.yaml`), [`library`] (the string library),
 //! [`message`] (raw message to texts), [`scan_message`] (message to hits),
 //! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
-//! (reloads), `milter` (the callbacks).
+//! (reloads), `milter` (the callbacks), [`located`] (errors naming
+//! file:line:col).
 
 pub mod config;
 pub mod judge;
 pub mod library;
+pub mod located;
 pub mod message;
 mod milter;
 pub mod rules;

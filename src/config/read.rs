@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
@@ -24,60 +24,7 @@ use super::model::{Config, Listen};
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// A configuration that could not be read: where, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: PathBuf,
-    /// 1-based; 0 when the error is about the whole file.
-    pub line: usize,
-    /// 1-based; 0 when unknown.
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        if self.line > 0 {
-            write!(f, ":{}", self.line)?;
-            if self.column > 0 {
-                write!(f, ":{}", self.column)?;
-            }
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-impl ConfigError {
-    fn whole(path: &Path, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.to_owned(),
-            line: 0,
-            column: 0,
-            message: message.into(),
-        }
-    }
-
-    fn from_yaml(path: &Path, e: serde_norway::Error) -> ConfigError {
-        let Some(loc) = e.location() else {
-            return ConfigError::whole(path, e.to_string());
-        };
-        let (line, column) = (loc.line(), loc.column());
-        // The location is already in front; drop its repetition.
-        let mut message = e.to_string();
-        let own = format!(" at line {line} column {column}");
-        if let Some(i) = message.find(&own) {
-            message.replace_range(i..i + own.len(), "");
-        }
-        ConfigError {
-            path: path.to_owned(),
-            line,
-            column,
-            message,
-        }
-    }
-}
+pub type ConfigError = crate::located::LocatedError;
 
 /// Reads and checks a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

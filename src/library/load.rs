@@ -41,7 +41,7 @@
 //! Lines are 1-based; columns are 1-based and count characters.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -52,57 +52,7 @@ use super::model::{Action, MatchMode, Origin};
 use super::normalize::normalize;
 
 /// A library that could not be loaded: where, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadError {
-    pub path: PathBuf,
-    /// 1-based; 0 when the error is about the whole file.
-    pub line: usize,
-    /// 1-based, in characters; 0 when unknown.
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        if self.line > 0 {
-            write!(f, ":{}", self.line)?;
-            if self.column > 0 {
-                write!(f, ":{}", self.column)?;
-            }
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for LoadError {}
-
-impl LoadError {
-    fn new(path: &Path, line: usize, column: usize, message: impl Into<String>) -> LoadError {
-        LoadError {
-            path: path.to_owned(),
-            line,
-            column,
-            message: message.into(),
-        }
-    }
-
-    fn from_yaml(path: &Path, e: serde_norway::Error) -> LoadError {
-        let Some(loc) = e.location() else {
-            return LoadError::new(path, 0, 0, e.to_string());
-        };
-        let (line, column) = (loc.line(), loc.column());
-        // The message repeats the location as "at line L column C"; it is
-        // already in front. Only that one mention goes: a parser message may
-        // add a second location, of its context, which stays.
-        let mut msg = e.to_string();
-        let own = format!(" at line {line} column {column}");
-        if let Some(i) = msg.find(&own) {
-            msg.replace_range(i..i + own.len(), "");
-        }
-        LoadError::new(path, line, column, msg)
-    }
-}
+pub type LoadError = crate::located::LocatedError;
 
 // ---- the YAML model ----
 
