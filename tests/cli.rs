@@ -446,7 +446,7 @@ fn scan_walks_directories_in_name_order_and_reads_stdin() {
     // The summary counts every verdict.
     assert!(
         stderr(&out).contains(
-            "7 messages scanned, 0 failed; accept 2, tag 0, quarantine 0, tempfail 3, reject 2; "
+            "7 messages scanned, 0 failed: accept 2, tag 0, quarantine 0, tempfail 3, reject 2; "
         ),
         "{}",
         stderr(&out)
@@ -472,7 +472,7 @@ fn an_unreadable_file_is_reported_and_the_others_still_scanned() {
     let err = stderr(&out);
     assert!(err.contains("mailward: missing.eml: "), "{err}");
     assert!(err.contains("mailward: mail/2.eml: "), "{err}");
-    assert!(err.contains("2 messages scanned, 2 failed; "), "{err}");
+    assert!(err.contains("2 messages scanned, 2 failed: "), "{err}");
     let files: Vec<String> = json_lines(&out)
         .iter()
         .map(|j| j["file"].as_str().unwrap().to_owned())

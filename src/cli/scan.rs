@@ -166,7 +166,7 @@ fn stdout_failed(e: &io::Error) -> ExitCode {
 
 fn progress_bar(len: usize) -> ProgressBar {
     let style = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} messages ({per_sec}) {wide_msg}",
+        "{elapsed_precise} [{bar:30}] {pos}/{len} messages, {eta} left  {wide_msg}",
     )
     .map(|s| s.progress_chars("=> "))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -557,7 +557,7 @@ impl Tally {
             0.0
         };
         format!(
-            "{} messages scanned, {failures} failed; {}; {} in {seconds:.2} s, {rate:.1} MB/s",
+            "{} messages scanned, {failures} failed: {}; {} in {seconds:.2} s ({rate:.1} MB/s)",
             self.messages,
             verdicts.join(", "),
             bytes(usize::try_from(self.bytes).unwrap_or(usize::MAX)),
@@ -623,7 +623,7 @@ mod tests {
         let s = t.summary(1, 0.5);
         assert!(
             s.starts_with(
-                "3 messages scanned, 1 failed; accept 1, tag 0, quarantine 0, tempfail 0, reject 2; 2.0 KiB in 0.50 s"
+                "3 messages scanned, 1 failed: accept 1, tag 0, quarantine 0, tempfail 0, reject 2; 2.0 KiB in 0.50 s"
             ),
             "{s}"
         );
