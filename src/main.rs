@@ -28,7 +28,6 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[command(
     name = "mailward",
     version,
-    propagate_version = true,
     about = "A milter that intercepts spam with a keyword-indexed string library",
     after_help = "Without a command, mailward runs the milter (`mailward run`).\n\
                   Exit status: 0 success, 1 a failure while working (socket, unreadable \
@@ -327,7 +326,7 @@ mod tests {
             &["check", "-h"],
             &["scan", "--help"],
             &["--version"],
-            &["scan", "-V"],
+            &["-V"],
         ] {
             let e = parse(args).unwrap_err();
             assert!(!e.use_stderr(), "{args:?}: {e}");

@@ -13,6 +13,17 @@ use std::path::Path;
 use mailward::library::LoadError;
 use mailward::{Config, Rules, RulesError};
 
+/// Prints one line on stderr. Unlike `eprintln!`, a stderr that cannot
+/// be written (a closed pipe) does not panic: the message is lost, the exit
+/// status still tells.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
 /// Some work failed (a socket, an unreadable message file).
 pub const EXIT_FAILURE: u8 = 1;
 /// The command line, the configuration or the library is wrong.
@@ -34,7 +45,7 @@ pub fn load_rules(source: Source<'_>) -> Option<Rules> {
         Source::Config(path) => match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("{e}");
+                say!("{e}");
                 return None;
             }
         },
@@ -47,14 +58,14 @@ pub fn load_rules(source: Source<'_>) -> Option<Rules> {
     match Rules::build(config, 1) {
         Ok(r) => Some(r),
         Err(RulesError::Library(e)) => {
-            eprintln!("{e}");
+            say!("{e}");
             if let Some(at) = config_path.as_deref().and_then(|c| library_named_at(c, &e)) {
-                eprintln!("{at}: note: the library is named here");
+                say!("{at}: note: the library is named here");
             }
             None
         }
         Err(e) => {
-            eprintln!("mailward: {e}");
+            say!("mailward: {e}");
             None
         }
     }

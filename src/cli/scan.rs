@@ -31,7 +31,7 @@ use mailward::message::Decoded;
 use mailward::rules::Evaluation;
 use serde::Serialize;
 
-use super::{EXIT_FAILURE, EXIT_USAGE, Source, bytes, init_logging, load_rules};
+use super::{EXIT_FAILURE, EXIT_USAGE, Source, bytes, init_logging, load_rules, say};
 
 /// How the results are printed.
 #[derive(Clone, Copy, Debug, Default)]
@@ -61,7 +61,7 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     let mut failures = 0usize;
     let inputs = collect_inputs(paths, &mut |p, e| {
         failures += 1;
-        eprintln!("mailward: {}: {e}", p.display());
+        say!("mailward: {}: {e}", p.display());
     });
 
     let bar = if inputs.len() > BAR_MIN_INPUTS && io::stderr().is_terminal() {
@@ -88,7 +88,7 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("mailward: {name}: {e}"));
+                bar.suspend(|| say!("mailward: {name}: {e}"));
                 bar.inc(1);
                 continue;
             }
@@ -106,7 +106,7 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
             Err(_) => {
                 failures += 1;
                 scanner = Scanner::new();
-                bar.suspend(|| eprintln!("mailward: {name}: internal error judging the message"));
+                bar.suspend(|| say!("mailward: {name}: internal error judging the message"));
                 bar.inc(1);
                 continue;
             }
@@ -120,7 +120,7 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
                 }
                 Err(e) => {
                     failures += 1;
-                    bar.suspend(|| eprintln!("mailward: {name}: {e}"));
+                    bar.suspend(|| say!("mailward: {name}: {e}"));
                     bar.inc(1);
                     continue;
                 }
@@ -144,7 +144,7 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
         return stdout_failed(&e);
     }
     if inputs.len() + failures > 1 {
-        eprintln!(
+        say!(
             "mailward: {}",
             tally.summary(failures, started.elapsed().as_secs_f64())
         );
@@ -159,7 +159,7 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
 /// A reader that went away (`| head`) needs no message.
 fn stdout_failed(e: &io::Error) -> ExitCode {
     if e.kind() != io::ErrorKind::BrokenPipe {
-        eprintln!("mailward: stdout: {e}");
+        say!("mailward: stdout: {e}");
     }
     ExitCode::from(EXIT_FAILURE)
 }
