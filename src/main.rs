@@ -30,8 +30,8 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
     version,
     about = "A milter that intercepts spam with a keyword-indexed string library",
     after_help = "Without a command, mailward runs the milter (`mailward run`).\n\
-                  Exit status: 0 success, 1 a failure while working (socket, unreadable \
-                  message file), 2 a bad command line, configuration or library.",
+                  Exit status: 0 success; 1 a failure while working (socket, unreadable\n\
+                  message file); 2 a bad command line, configuration or library.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -39,44 +39,35 @@ struct Cli {
     command: Option<Command>,
     /// Options of `run`, the default command.
     #[command(flatten)]
-    run: RunArgs,
+    run: ConfigArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the milter protocol (the default command)
     #[command(
-        after_help = "Signals: SIGHUP reloads the configuration and the library; \
-                            SIGINT and SIGTERM stop the milter. RUST_LOG, when set, \
-                            overrides log.level."
+        after_help = "Signals: SIGHUP reloads the configuration and the library;\n\
+                      SIGINT and SIGTERM stop the milter. RUST_LOG, when set,\n\
+                      overrides log.level."
     )]
-    Run(RunArgs),
+    Run(ConfigArgs),
     /// Check the configuration and the library, and print figures about them
-    #[command(
-        after_help = "Errors are printed as FILE:LINE:COLUMN: MESSAGE. Exit status: \
-                            0 when both are valid, 2 otherwise."
-    )]
-    Check(CheckArgs),
+    #[command(after_help = "Errors are printed as FILE:LINE:COLUMN: MESSAGE.\n\
+                      Exit status: 0 when both are valid, 2 otherwise.")]
+    Check(ConfigArgs),
     /// Judge message files offline, with the milter's decoding and judgment
     #[command(
-        after_help = "A PATH is a message file (RFC 822, one message per file), a \
-                            directory (walked recursively, in name order) or - for standard \
-                            input. Exit status: 0 when every message was scanned, 1 when a \
-                            file could not be read, 2 for a bad command line, configuration \
-                            or library."
+        after_help = "A PATH is a message file (RFC 822, one message per file), a directory\n\
+                      (walked recursively, in name order) or - for standard input.\n\
+                      Exit status: 0 when every message was scanned; 1 when a file could\n\
+                      not be read; 2 for a bad command line, configuration or library."
     )]
     Scan(ScanArgs),
 }
 
+/// The options of `run` and `check`.
 #[derive(Debug, Args, PartialEq)]
-struct RunArgs {
-    /// The configuration file
-    #[arg(short, long, value_name = "FILE", default_value = "milter.yaml")]
-    config: PathBuf,
-}
-
-#[derive(Debug, Args, PartialEq)]
-struct CheckArgs {
+struct ConfigArgs {
     /// The configuration file
     #[arg(short, long, value_name = "FILE", default_value = "milter.yaml")]
     config: PathBuf,
