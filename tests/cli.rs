@@ -478,6 +478,12 @@ fn an_unreadable_file_is_reported_and_the_others_still_scanned() {
         .map(|j| j["file"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(files, ["mail/1.eml", "mail/3.eml"]);
+
+    // One input: its error alone, no summary.
+    let out = mailward(dir.path(), &["scan", "missing.eml"], b"");
+    assert_eq!(code(&out), 1);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
 }
 
 #[test]

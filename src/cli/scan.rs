@@ -58,9 +58,9 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     let Some(rules) = load_rules(source) else {
         return ExitCode::from(EXIT_USAGE);
     };
-    let mut failures = 0usize;
+    let mut not_found = 0usize;
     let inputs = collect_inputs(paths, &mut |p, e| {
-        failures += 1;
+        not_found += 1;
         say!("mailward: {}: {e}", p.display());
     });
 
@@ -71,71 +71,35 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     };
     let stdout_tty = io::stdout().is_terminal();
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let mut tally = Tally::default();
+    let mut judge = Judge {
+        rules: &rules,
+        opts: *opts,
+        scanner: Scanner::new(),
+        raw: Vec::new(),
+        tally: Tally::default(),
+    };
     let started = Instant::now();
-    let mut scanner = Scanner::new();
-    let mut raw = Vec::new();
-    let cap = rules.config.limits.message_bytes.0;
-
+    let mut failures = not_found;
     for input in &inputs {
         let name = input.name();
         bar.set_message(name.clone());
-        let read = match input {
-            Input::Stdin => read_message(io::stdin().lock(), cap, &mut raw),
-            Input::File(p) => std::fs::File::open(p).and_then(|f| read_message(f, cap, &mut raw)),
-        };
-        let read = match read {
-            Ok(r) => r,
+        match judge.one(input, &name) {
+            Ok(text) => {
+                // Through `suspend` only when the bar shares the terminal.
+                let written = if stdout_tty && !bar.is_hidden() {
+                    bar.suspend(|| out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+                } else {
+                    out.write_all(text.as_bytes())
+                };
+                if let Err(e) = written {
+                    bar.finish_and_clear();
+                    return stdout_failed(&e);
+                }
+            }
             Err(e) => {
                 failures += 1;
                 bar.suspend(|| say!("mailward: {name}: {e}"));
-                bar.inc(1);
-                continue;
             }
-        };
-        tally.bytes += read.total;
-        // The decoder never panics by design; should it anyway, the other
-        // messages are still scanned, as the milter still serves.
-        let judged = catch_unwind(AssertUnwindSafe(|| {
-            let decoded = rules.decode(&raw);
-            let ev = rules.evaluate_decoded(&decoded, &mut scanner);
-            report(&rules, name.clone(), &read, &decoded, &ev, opts.text)
-        }));
-        let report = match judged {
-            Ok(r) => r,
-            Err(_) => {
-                failures += 1;
-                scanner = Scanner::new();
-                bar.suspend(|| say!("mailward: {name}: internal error judging the message"));
-                bar.inc(1);
-                continue;
-            }
-        };
-        tally.count(&report);
-        let text = if opts.json {
-            match serde_json::to_string(&report) {
-                Ok(mut j) => {
-                    j.push('\n');
-                    j
-                }
-                Err(e) => {
-                    failures += 1;
-                    bar.suspend(|| say!("mailward: {name}: {e}"));
-                    bar.inc(1);
-                    continue;
-                }
-            }
-        } else {
-            human(&report)
-        };
-        let written = if stdout_tty && !bar.is_hidden() {
-            bar.suspend(|| out.write_all(text.as_bytes()).and_then(|()| out.flush()))
-        } else {
-            out.write_all(text.as_bytes())
-        };
-        if let Err(e) = written {
-            bar.finish_and_clear();
-            return stdout_failed(&e);
         }
         bar.inc(1);
     }
@@ -143,16 +107,64 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     if let Err(e) = out.flush() {
         return stdout_failed(&e);
     }
-    if inputs.len() + failures > 1 {
+    if inputs.len() + not_found > 1 {
         say!(
             "mailward: {}",
-            tally.summary(failures, started.elapsed().as_secs_f64())
+            judge
+                .tally
+                .summary(failures, started.elapsed().as_secs_f64())
         );
     }
     if failures > 0 {
         ExitCode::from(EXIT_FAILURE)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The per-message work, with the buffers reused from one message to the
+/// next.
+struct Judge<'a> {
+    rules: &'a Rules,
+    opts: Options,
+    scanner: Scanner,
+    raw: Vec<u8>,
+    tally: Tally,
+}
+
+impl Judge<'_> {
+    /// Reads, judges and formats one message; the error says why it could
+    /// not be.
+    fn one(&mut self, input: &Input, name: &str) -> Result<String, String> {
+        let cap = self.rules.config.limits.message_bytes.0;
+        let read = match input {
+            Input::Stdin => read_message(io::stdin().lock(), cap, &mut self.raw),
+            Input::File(p) => {
+                std::fs::File::open(p).and_then(|f| read_message(f, cap, &mut self.raw))
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        self.tally.bytes += read.total;
+        // The decoder never panics by design; should it anyway, the other
+        // messages are still scanned, as the milter still serves.
+        let (rules, raw, scanner) = (self.rules, &self.raw, &mut self.scanner);
+        let judged = catch_unwind(AssertUnwindSafe(|| {
+            let decoded = rules.decode(raw);
+            let ev = rules.evaluate_decoded(&decoded, scanner);
+            report(rules, name.to_owned(), &read, &decoded, &ev, self.opts.text)
+        }));
+        let Ok(report) = judged else {
+            self.scanner = Scanner::new();
+            return Err("internal error judging the message".into());
+        };
+        self.tally.count(&report);
+        if self.opts.json {
+            let mut j = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+            j.push('\n');
+            Ok(j)
+        } else {
+            Ok(human(&report))
+        }
     }
 }
 
