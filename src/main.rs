@@ -1,106 +1,145 @@
-//! The `mailward` command: parses the command line, sets up logging,
-//! binds the socket, wires signals (SIGHUP reloads, SIGINT and SIGTERM
-//! stop) and hands over to [`mailward::run`].
+//! The `mailward` command: parses the command line and runs one of its
+//! commands. `run` (the default) sets up logging, binds the socket, wires
+//! signals (SIGHUP reloads, SIGINT and SIGTERM stop) and hands over to
+//! [`mailward::run`]; `check` and `scan` are in [`cli`].
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use indymilter::EitherListener;
 use mailward::config::model::Listen;
-use mailward::{Config, Reload};
+use mailward::{Config, Reload, RunError};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use cli::{EXIT_FAILURE, EXIT_USAGE};
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const USAGE: &str = "\
-Usage: mailward [run] [--config FILE]
-       mailward --help | --version
-
-Commands:
-  run              serve the milter protocol (the default)
-
-Options:
-  -c, --config FILE   the configuration file (default: milter.yaml)
-  -h, --help          print this help
-  -V, --version       print the version
-
-Signals: SIGHUP reloads the configuration and the library; SIGINT and
-SIGTERM stop the milter. RUST_LOG, when set, overrides log.level.
-";
-
-/// What the command line asks for.
-#[derive(Debug, PartialEq)]
-enum Command {
-    Run { config: PathBuf },
-    Help,
-    Version,
+/// The command line. clap's derive rather than a hand-written parser:
+/// three subcommands with their own options and help, a repeated
+/// positional argument, `--opt=value`, `--` and conflicting options are
+/// what a parser crate is for (the reasons are in docs/cli.md).
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailward",
+    version,
+    about = "A milter that intercepts spam with a keyword-indexed string library",
+    after_help = "Without a command, mailward runs the milter (`mailward run`).\n\
+                  Exit status: 0 success; 1 a failure while working (socket, unreadable\n\
+                  message file); 2 a bad command line, configuration or library.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `run`, the default command.
+    #[command(flatten)]
+    run: ConfigArgs,
 }
 
-/// Parses the arguments after the program name. Hand-written: one
-/// subcommand and three options do not need a parser crate, and the
-/// subcommand-first shape leaves room for more subcommands.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut args = args.into_iter().peekable();
-    if args.peek().is_some_and(|a| !a.starts_with('-')) {
-        let sub = args.next().unwrap_or_default();
-        if sub != "run" {
-            return Err(format!("unknown command `{sub}`"));
-        }
-    }
-    let mut config = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "-c" | "--config" => match args.next() {
-                Some(v) => config = Some(PathBuf::from(v)),
-                None => return Err(format!("`{a}` needs a file")),
-            },
-            _ => match a.strip_prefix("--config=") {
-                Some(v) => config = Some(PathBuf::from(v)),
-                None => return Err(format!("unexpected argument `{a}`")),
-            },
-        }
-    }
-    Ok(Command::Run {
-        config: config.unwrap_or_else(|| PathBuf::from("milter.yaml")),
-    })
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the milter protocol (the default command)
+    #[command(
+        after_help = "Signals: SIGHUP reloads the configuration and the library;\n\
+                      SIGINT and SIGTERM stop the milter. RUST_LOG, when set,\n\
+                      overrides log.level."
+    )]
+    Run(ConfigArgs),
+    /// Check the configuration and the library, and print figures about them
+    #[command(after_help = "Errors are printed as FILE:LINE:COLUMN: MESSAGE.\n\
+                      Exit status: 0 when both are valid, 2 otherwise.")]
+    Check(ConfigArgs),
+    /// Judge message files offline, with the milter's decoding and judgment
+    #[command(
+        after_help = "A PATH is a message file (RFC 822, one message per file), a directory\n\
+                      (walked recursively, in name order) or - for standard input.\n\
+                      Exit status: 0 when every message was scanned; 1 when a file could\n\
+                      not be read; 2 for a bad command line, configuration or library."
+    )]
+    Scan(ScanArgs),
+}
+
+/// The options of `run` and `check`.
+#[derive(Debug, Args, PartialEq)]
+struct ConfigArgs {
+    /// The configuration file
+    #[arg(short, long, value_name = "FILE", default_value = "milter.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args, PartialEq)]
+struct ScanArgs {
+    /// The configuration file [default: milter.yaml]
+    #[arg(short, long, value_name = "FILE", conflicts_with = "library")]
+    config: Option<PathBuf>,
+    /// A library file alone, judged with the default thresholds
+    #[arg(short, long, value_name = "FILE")]
+    library: Option<PathBuf>,
+    /// Print one JSON object per message, one per line
+    #[arg(long)]
+    json: bool,
+    /// Also print the normalized text the library was matched against
+    #[arg(long)]
+    text: bool,
+    /// Message files, directories, or - for standard input
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let command = match parse_args(std::env::args().skip(1)) {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mailward: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
+            // Help and version go to stdout with status 0; usage errors to
+            // stderr with status 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let config_path = match command {
-        Command::Help => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
+    match cli.command {
+        None => run(&cli.run.config),
+        Some(Command::Run(a)) => run(&a.config),
+        Some(Command::Check(a)) => cli::check::check(&a.config),
+        Some(Command::Scan(a)) => {
+            let source = match (&a.library, &a.config) {
+                (Some(l), _) => cli::Source::Library(l),
+                (None, Some(c)) => cli::Source::Config(c),
+                (None, None) => cli::Source::Config(Path::new("milter.yaml")),
+            };
+            let opts = cli::scan::Options {
+                json: a.json,
+                text: a.text,
+            };
+            cli::scan::scan(source, &a.paths, &opts)
         }
-        Command::Version => {
-            println!("mailward {VERSION}");
-            return ExitCode::SUCCESS;
-        }
-        Command::Run { config } => config,
-    };
+    }
+}
+
+/// The milter: runs until SIGINT or SIGTERM.
+fn run(config_path: &Path) -> ExitCode {
     init_logging();
-    let config = match Config::load(&config_path) {
+    let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
             log::error!("{e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
             log::error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     runtime.block_on(serve(config))
@@ -132,7 +171,7 @@ async fn serve(config: Config) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             log::error!("cannot listen on {listen}: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -145,7 +184,7 @@ async fn serve(config: Config) -> ExitCode {
         _ => {
             log::error!("cannot install signal handlers");
             remove_socket(&listen);
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     tokio::spawn(async move {
@@ -175,7 +214,12 @@ async fn serve(config: Config) -> ExitCode {
         Err(e) => {
             log::error!("{e}");
             log::info!("mailward {VERSION} stopped");
-            ExitCode::FAILURE
+            // A library that cannot be loaded is the administrator's to fix,
+            // like a bad configuration.
+            match e {
+                RunError::Rules(_) => ExitCode::from(EXIT_USAGE),
+                RunError::Io(_) => ExitCode::from(EXIT_FAILURE),
+            }
         }
     }
 }
@@ -233,26 +277,82 @@ fn remove_socket(listen: &Listen) {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Command, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mailward").chain(args.iter().copied()))
+    }
+
+    fn run_config(args: &[&str]) -> Option<PathBuf> {
+        match parse(args).ok()? {
+            Cli { command: None, run } => Some(run.config),
+            Cli {
+                command: Some(Command::Run(a)),
+                ..
+            } => Some(a.config),
+            _ => None,
+        }
     }
 
     #[test]
-    fn command_lines() {
-        let run = |p: &str| {
-            Ok(Command::Run {
-                config: PathBuf::from(p),
-            })
-        };
-        assert_eq!(parse(&[]), run("milter.yaml"));
-        assert_eq!(parse(&["run"]), run("milter.yaml"));
-        assert_eq!(parse(&["run", "--config", "a.yaml"]), run("a.yaml"));
-        assert_eq!(parse(&["-c", "b.yaml"]), run("b.yaml"));
-        assert_eq!(parse(&["--config=c.yaml"]), run("c.yaml"));
-        assert_eq!(parse(&["--help"]), Ok(Command::Help));
-        assert_eq!(parse(&["run", "-V"]), Ok(Command::Version));
-        assert!(parse(&["scan"]).is_err());
+    fn run_is_the_default_command() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(run_config(&[]), p("milter.yaml"));
+        assert_eq!(run_config(&["run"]), p("milter.yaml"));
+        assert_eq!(run_config(&["run", "--config", "a.yaml"]), p("a.yaml"));
+        assert_eq!(run_config(&["-c", "b.yaml"]), p("b.yaml"));
+        assert_eq!(run_config(&["--config=c.yaml"]), p("c.yaml"));
         assert!(parse(&["--config"]).is_err());
         assert!(parse(&["run", "extra"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(
+            parse(&["-c", "a.yaml", "check"]).is_err(),
+            "run options before a command"
+        );
+    }
+
+    #[test]
+    fn help_and_version_everywhere() {
+        for args in [
+            &["--help"][..],
+            &["run", "--help"],
+            &["check", "-h"],
+            &["scan", "--help"],
+            &["--version"],
+            &["-V"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(!e.use_stderr(), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn check_and_scan_options() {
+        match parse(&["check"]).unwrap().command {
+            Some(Command::Check(a)) => assert_eq!(a.config, PathBuf::from("milter.yaml")),
+            c => panic!("{c:?}"),
+        }
+        match parse(&["scan", "--json", "--text", "-l", "lib.yaml", "-", "dir"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Scan(a)) => {
+                assert!(a.json && a.text);
+                assert_eq!(a.library, Some(PathBuf::from("lib.yaml")));
+                assert_eq!(a.config, None);
+                assert_eq!(a.paths, [PathBuf::from("-"), PathBuf::from("dir")]);
+            }
+            c => panic!("{c:?}"),
+        }
+        assert!(parse(&["scan"]).is_err(), "a path is required");
+        assert!(
+            parse(&["scan", "-c", "m.yaml", "-l", "l.yaml", "x"]).is_err(),
+            "--config and --library conflict"
+        );
+        match parse(&["scan", "--", "--json"]).unwrap().command {
+            Some(Command::Scan(a)) => {
+                assert!(!a.json);
+                assert_eq!(a.paths, [PathBuf::from("--json")]);
+            }
+            c => panic!("{c:?}"),
+        }
     }
 }

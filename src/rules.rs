@@ -13,7 +13,7 @@ use std::fmt;
 use crate::config::{Config, ConfigError};
 use crate::judge::{self, Judgment, Policy};
 use crate::library::{Library, LoadError, Scanner};
-use crate::message::DecodeOptions;
+use crate::message::{self, DecodeOptions, Decoded};
 use crate::scan_message::{self, MessageScan};
 
 /// Entry ids named in a log line.
@@ -117,6 +117,22 @@ impl Rules {
     /// Decodes, scans and judges one raw message.
     pub fn evaluate(&self, raw: &[u8], scanner: &mut Scanner) -> Evaluation {
         let scan = scan_message::scan_message(&self.library, raw, &self.decode, scanner);
+        self.judged(scan)
+    }
+
+    /// Scans and judges a message decoded with [`Rules::decode`]: the
+    /// same result as [`Rules::evaluate`] on its raw bytes, for callers
+    /// that also show the decoded texts.
+    pub fn evaluate_decoded(&self, decoded: &Decoded, scanner: &mut Scanner) -> Evaluation {
+        self.judged(scan_message::scan_decoded(&self.library, decoded, scanner))
+    }
+
+    /// Decodes a raw message with the limits of these rules.
+    pub fn decode(&self, raw: &[u8]) -> Decoded {
+        message::decode(raw, &self.decode)
+    }
+
+    fn judged(&self, scan: MessageScan) -> Evaluation {
         let judgment = judge::judge(&self.policy, scan_message::marks(&self.library, &scan.hits));
         let top_ids = scan_message::top_ids(&self.library, &scan.hits, LOGGED_IDS);
         Evaluation {

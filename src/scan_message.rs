@@ -14,7 +14,7 @@ use hashbrown::HashMap;
 
 use crate::judge::Mark;
 use crate::library::{Hit, Library, Scanner};
-use crate::message::{self, DecodeOptions, Note};
+use crate::message::{self, DecodeOptions, Decoded, Note};
 
 /// What a scan of one message found.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +52,29 @@ pub fn scan_message(
     scanner: &mut Scanner,
 ) -> MessageScan {
     let decoded = message::decode(raw, opts);
+    MessageScan {
+        hits: count_hits(lib, &decoded, scanner),
+        text_bytes: decoded.text_bytes,
+        parts: decoded.parts.len(),
+        notes: decoded.notes,
+    }
+}
+
+/// Scans the texts of a message already decoded, for callers that also
+/// show those texts (the `scan` command's `--text`). The result is the
+/// one [`scan_message`] gives for the same raw message and options.
+pub fn scan_decoded(lib: &Library, decoded: &Decoded, scanner: &mut Scanner) -> MessageScan {
+    MessageScan {
+        hits: count_hits(lib, decoded, scanner),
+        notes: decoded.notes.clone(),
+        text_bytes: decoded.text_bytes,
+        parts: decoded.parts.len(),
+    }
+}
+
+/// Each entry found once, counted by the rule of the module
+/// documentation; sorted by entry.
+fn count_hits(lib: &Library, decoded: &Decoded, scanner: &mut Scanner) -> Vec<Hit> {
     let mut counts: HashMap<u32, u32> = HashMap::new();
     let add = |counts: &mut HashMap<u32, u32>, h: &Hit| {
         let c = counts.entry(h.entry).or_insert(0);
@@ -89,12 +112,7 @@ pub fn scan_message(
         .map(|(entry, count)| Hit { entry, count })
         .collect();
     hits.sort_unstable();
-    MessageScan {
-        hits,
-        notes: decoded.notes,
-        text_bytes: decoded.text_bytes,
-        parts: decoded.parts.len(),
-    }
+    hits
 }
 
 /// The judge's view of the hits: one mark per entry.
@@ -191,6 +209,29 @@ mod tests {
             --m--\r\n";
         let s = scan(&l, raw);
         assert_eq!(count(&l, &s, "viagra"), 3);
+    }
+
+    #[test]
+    fn a_decoded_message_scans_as_its_raw_bytes() {
+        let l = lib(&["viagra", "only in html"]);
+        let raw = "Subject: viagra\r\n\
+            Content-Type: multipart/alternative; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nviagra\0 viagra\r\n\
+            --b\r\nContent-Type: text/html\r\n\r\n<p>viagra</p><p>only in html</p>\r\n\
+            --b--\r\n";
+        let opts = DecodeOptions::default();
+        let mut scanner = Scanner::new();
+        let whole = scan_message(&l, raw.as_bytes(), &opts, &mut scanner);
+        let decoded = message::decode(raw.as_bytes(), &opts);
+        let split = scan_decoded(&l, &decoded, &mut scanner);
+        assert_eq!(whole.hits, split.hits);
+        assert_eq!(whole.notes, split.notes);
+        assert!(!split.notes.is_empty());
+        assert_eq!(
+            (whole.text_bytes, whole.parts),
+            (split.text_bytes, split.parts)
+        );
+        assert_eq!(count(&l, &split, "viagra"), 3);
     }
 
     #[test]

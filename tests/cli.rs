@@ -1,0 +1,742 @@
+//! The `mailward` binary's offline commands, run as a user runs them:
+//! `scan` against the milter itself on the same messages and files,
+//! `check` on every kind of configuration and library error, and the
+//! command line's inputs, outputs and exit statuses.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+const LIBRARY: &str = "\
+entries:
+  - {text: viagra, id: en-viagra, weight: 6, category: pharma, match: word}
+  - {text: cialis, id: en-cialis, weight: 6, category: pharma, match: word}
+  - {text: bank details, id: en-bank, weight: 1, category: scam, action: quarantine}
+  - {text: free gift, id: en-gift, weight: 0, category: promo, action: tag}
+  - {text: 代开发票, id: zh-daikai, weight: 10, category: zh}
+  - {text: 刷单, id: zh-shuadan, weight: 10, category: zh}
+  - {text: 办证, id: zh-banzheng, weight: 10, category: zh}
+  - {text: spam-domain.example, id: dom, weight: 10, category: domains, match: word}
+  - {text: lorem, id: lorem, weight: 0.5, category: filler}
+";
+
+const SPAM: &str = "Hello,\r\nbuy viagra and cialis today.\r\n";
+const HAM: &str = "Hi Alice,\r\nthe meeting moved to Thursday.\r\n";
+
+/// Runs `mailward ARGS` in `dir`, with `stdin` as its standard input.
+fn mailward(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailward"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// The JSON objects printed by `scan --json`, one per line.
+fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The message as the milter keeps it: header lines, blank line, body.
+fn raw(m: &Msg) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (name, value) in &m.headers {
+        v.extend_from_slice(name.as_bytes());
+        v.extend_from_slice(b": ");
+        v.extend_from_slice(value);
+        v.extend_from_slice(b"\r\n");
+    }
+    v.extend_from_slice(b"\r\n");
+    v.extend_from_slice(&m.body);
+    v
+}
+
+fn gbk(s: &str) -> Vec<u8> {
+    let (bytes, _, bad) = encoding_rs::GBK.encode(s);
+    assert!(!bad);
+    bytes.into_owned()
+}
+
+/// The `key=value` fields of a milter log line, and its flags.
+fn fields(line: &str) -> HashMap<String, String> {
+    line.split(' ')
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (f.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Messages covering every verdict, legacy Chinese encodings, HTML-only
+/// mail and decoder notes, with the verdict each gets under the default
+/// thresholds in enforce mode.
+fn messages() -> Vec<(Msg, &'static str)> {
+    let html = |body: &str| {
+        Msg::new("news", format!("<html><body>{body}</body></html>\r\n"))
+            .header("MIME-Version", "1.0")
+            .header("Content-Type", "text/html; charset=utf-8")
+    };
+    vec![
+        (Msg::new("offer", SPAM), "reject"),
+        (Msg::new("meeting", HAM), "accept"),
+        (Msg::new("offer", "only viagra here\r\n"), "tempfail"),
+        (
+            Msg::new("account", "please send your bank details\r\n"),
+            "quarantine",
+        ),
+        (Msg::new("a free gift", HAM), "tag"),
+        (
+            Msg::new(
+                "hello",
+                base64(&gbk("您好！专业代开发票，请联系我们。\r\n")),
+            )
+            .header("MIME-Version", "1.0")
+            .header("Content-Type", "text/plain; charset=\"GB2312\"")
+            .header("Content-Transfer-Encoding", "base64"),
+            "reject",
+        ),
+        (
+            Msg::new(
+                &format!("=?GBK?B?{}?=", base64(&gbk("在家刷单，日结"))),
+                "see subject\r\n",
+            ),
+            "reject",
+        ),
+        (
+            Msg::new("hello", gbk("诚信办证，质量保证。\r\n"))
+                .header("MIME-Version", "1.0")
+                .header("Content-Type", "text/plain")
+                .header("Content-Transfer-Encoding", "8bit"),
+            "reject",
+        ),
+        (
+            html("<p>Cheap&nbsp;<b>via</b><b>gra</b> &amp; <i>cialis</i></p>"),
+            "reject",
+        ),
+        (
+            html("<p>Visit <a href=\"https://www.spam-domain.example/x\">our shop</a></p>"),
+            "reject",
+        ),
+        (
+            html("<p>Visit <a href=\"https://example.org/\">our shop</a> lorem</p>"),
+            "accept",
+        ),
+        (
+            Msg::new("x", format!("!!!{SPAM}###\r\n"))
+                .header("Content-Type", "text/plain; charset=\"x-klingon\"")
+                .header("Content-Transfer-Encoding", "base64"),
+            "reject",
+        ),
+    ]
+}
+
+/// Sends every message through the milter on `config` and scans the same
+/// messages as files with `mailward scan --json` on the same files; both
+/// must say the same of each message. Returns the verdicts.
+async fn milter_and_scan_agree(config: &str, tag: &str) -> Vec<String> {
+    let m = Milter::start(config, LIBRARY).await;
+    let mut c = m.client().await;
+    let msgs = messages();
+    let mut logged = Vec::new();
+    for (i, (msg, _)) in msgs.iter().enumerate() {
+        let id = format!("{tag}{i:02}");
+        c.send(&msg.clone().id(&id)).await;
+        logged.push(fields(&log_line(&id)));
+        std::fs::create_dir_all(m.dir.path().join("mail")).unwrap();
+        m.dir.write(&format!("mail/{i:02}.eml"), raw(msg));
+    }
+    c.close().await;
+
+    let out = mailward(
+        m.dir.path(),
+        &["scan", "--json", "-c", "milter.yaml", "mail"],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let scanned = json_lines(&out);
+    assert_eq!(scanned.len(), msgs.len());
+    let mut verdicts = Vec::new();
+    for (i, (log, json)) in logged.iter().zip(&scanned).enumerate() {
+        let what = format!("message {i}: {log:?}\n{json}");
+        assert_eq!(json["file"], format!("mail/{i:02}.eml"), "{what}");
+        assert_eq!(
+            json["verdict"].as_str(),
+            Some(log["verdict"].as_str()),
+            "{what}"
+        );
+        assert_eq!(json["act"].as_str(), Some(log["act"].as_str()), "{what}");
+        let score = json["score"].as_f64().unwrap();
+        assert_eq!(format!("{score:.1}"), log["score"], "{what}");
+        assert_eq!(
+            json["tagged"].as_bool(),
+            Some(log.contains_key("tagged")),
+            "{what}"
+        );
+        // The same bytes were judged.
+        assert_eq!(json["size"].to_string(), log["size"], "{what}");
+        let hits = json["hits"].as_array().unwrap();
+        assert_eq!(hits.len().to_string(), log["hits"], "{what}");
+        let ids: Vec<&str> = hits
+            .iter()
+            .take(5)
+            .map(|h| h["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids.join(","),
+            log.get("ids").cloned().unwrap_or_default(),
+            "{what}"
+        );
+        // The log names each kind of note once, in order of appearance.
+        let mut kinds: Vec<&str> = Vec::new();
+        for n in json["notes"].as_array().unwrap() {
+            let k = n["kind"].as_str().unwrap();
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        assert_eq!(
+            kinds.join(","),
+            log.get("notes").cloned().unwrap_or_default(),
+            "{what}"
+        );
+        verdicts.push(log["verdict"].clone());
+    }
+    m.stop().await;
+    verdicts
+}
+
+#[tokio::test]
+async fn scan_and_the_milter_judge_alike() {
+    let verdicts = milter_and_scan_agree("", "AGREE").await;
+    let expected: Vec<&str> = messages().iter().map(|(_, v)| *v).collect();
+    assert_eq!(verdicts, expected);
+}
+
+#[tokio::test]
+async fn scan_and_the_milter_judge_alike_in_tag_mode_with_more_thresholds() {
+    let config = "judge:\n  mode: tag\n  tag_accepted: true\n  tempfail_score: off\n  quarantine_score: 5\n  tag_score: 0.5\n  category_caps: {pharma: 8}\n";
+    let verdicts = milter_and_scan_agree(config, "TAGM").await;
+    // The cap lowers two brand names to 8: quarantine, not reject; one
+    // brand name (6) is quarantined too; the lorem filler (0.5) is tagged.
+    assert_eq!(verdicts[0], "quarantine");
+    assert_eq!(verdicts[2], "quarantine");
+    assert_eq!(verdicts[10], "tag");
+}
+
+// ---- check ----
+
+/// A directory with `milter.yaml` and `library.yaml`.
+fn setup(config: &str, library: &str) -> TempDir {
+    let dir = TempDir::new("cli");
+    dir.write("milter.yaml", config);
+    dir.write("library.yaml", library);
+    dir
+}
+
+/// `mailward check` fails with status 2 and `location: …` on stderr.
+fn check_fails(config: &str, library: &str, location: &str) -> String {
+    let dir = setup(config, library);
+    let out = mailward(dir.path(), &["check"], b"");
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!("{location}: "))),
+        "{location} in {err}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    err
+}
+
+#[test]
+fn check_names_each_configuration_error_where_it_is() {
+    let lib = "entries: [viagra]\n";
+    let e = check_fails(
+        "library: library.yaml\njudge:\n  reject_score: [1\n",
+        lib,
+        "milter.yaml:4:1",
+    );
+    assert!(e.contains("flow sequence"), "{e}");
+    let e = check_fails(
+        "library: library.yaml\njudge:\n  rejet_score: 5\n",
+        lib,
+        "milter.yaml:3:3",
+    );
+    assert!(e.contains("unknown field `rejet_score`"), "{e}");
+    let e = check_fails(
+        "library: library.yaml\njudge:\n  reject_score: lots\n",
+        lib,
+        "milter.yaml:3:17",
+    );
+    assert!(e.contains("`lots`"), "{e}");
+    let e = check_fails(
+        "listen: inet:127.0.0.1:8894\nlibrary:  nothere.yaml\n",
+        lib,
+        "milter.yaml:2:11",
+    );
+    assert!(e.contains("nothere.yaml: cannot read: "), "{e}");
+    assert!(e.contains("note: the library is named here"), "{e}");
+}
+
+#[test]
+fn check_names_each_library_error_where_it_is() {
+    let config = "library: library.yaml\n";
+    let e = check_fails(config, "entries:\n  - {text: x\n", "library.yaml:3:1");
+    assert!(e.contains("flow mapping"), "{e}");
+    let e = check_fails(
+        config,
+        "entries:\n  - viagra\n  - {text: x, colour: red}\n",
+        "library.yaml:3:15",
+    );
+    assert!(e.contains("unknown key `colour`"), "{e}");
+    let e = check_fails(
+        config,
+        "entries:\n  - viagra\n  - \"\\u200b \\u3000\"\n",
+        "library.yaml:3:5",
+    );
+    assert!(e.contains("empty after normalization"), "{e}");
+    let e = check_fails(
+        config,
+        "entries: [viagra]\ninclude:\n  - lists/none.txt\n",
+        "library.yaml:3:5",
+    );
+    assert!(
+        e.contains("cannot read include file `lists/none.txt`"),
+        "{e}"
+    );
+
+    // An include line that normalizes to nothing: the list file's line.
+    let dir = setup(config, "include:\n  - {path: lists/zh.txt, weight: 3}\n");
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    dir.write("lists/zh.txt", "代开发票\n\n  \u{200b}\u{3000}\n");
+    let out = mailward(dir.path(), &["check"], b"");
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).starts_with("lists/zh.txt:3:3: the string is empty after normalization"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_prints_the_figures_of_a_good_configuration() {
+    let dir = setup(
+        "library: library.yaml\nlisten: inet:127.0.0.1:9999\njudge:\n  mode: tag\n  quarantine_score: 4\n  category_caps: {zh: 12, nope: 1}\n",
+        "entries:\n  - {text: viagra, category: pharma}\n  - {text: VIAGRA, category: pharma}\n  - {text: 代开发票, category: zh}\n  - {text: cheap watches, category: zh}\n",
+    );
+    let out = mailward(dir.path(), &["check"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let value = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{label} in {text}"))
+    };
+    assert!(
+        text.starts_with("configuration milter.yaml: ok\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nlibrary library.yaml: ok\n"), "{text}");
+    assert_eq!(value("listen"), "inet:127.0.0.1:9999");
+    assert_eq!(value("mode"), "tag");
+    assert_eq!(
+        value("thresholds"),
+        "reject 10, tempfail 6, quarantine 4, tag off"
+    );
+    assert_eq!(value("category caps"), "nope 1, zh 12");
+    assert_eq!(value("entries"), "3");
+    assert_eq!(value("merged duplicates"), "1");
+    assert_eq!(value("categories"), "2: pharma 1, zh 2");
+    for label in [
+        "distinct keywords",
+        "longest list",
+        "short entries",
+        "index memory",
+        "total memory",
+        "build time",
+    ] {
+        assert!(!value(label).is_empty(), "{label}");
+    }
+    assert!(value("distinct keywords").parse::<usize>().unwrap() >= 1);
+    // A cap on a category the library lacks is worth a warning, not a
+    // failure.
+    assert!(
+        stderr(&out)
+            .contains("mailward: warning: judge.category_caps: the library has no category `nope`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+// ---- scan ----
+
+#[test]
+fn scan_walks_directories_in_name_order_and_reads_stdin() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    for (name, subject) in [
+        ("mail/c.eml", "viagra"),
+        ("mail/b/2.eml", "hello"),
+        ("mail/a.eml", "cialis"),
+        ("mail/b/10.eml", "hello"),
+        ("mail/b/deeper/x.eml", "刷单"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, raw(&Msg::new(subject, HAM))).unwrap();
+    }
+    let out = mailward(
+        dir.path(),
+        &["scan", "--json", "mail", "-", "mail/c.eml"],
+        &raw(&Msg::new("offer", SPAM)),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let files: Vec<&str> = lines.iter().map(|j| j["file"].as_str().unwrap()).collect();
+    assert_eq!(
+        files,
+        [
+            "mail/a.eml",
+            "mail/b/10.eml",
+            "mail/b/2.eml",
+            "mail/b/deeper/x.eml",
+            "mail/c.eml",
+            "-",
+            "mail/c.eml"
+        ]
+    );
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .map(|j| j["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            "tempfail", "accept", "accept", "reject", "tempfail", "reject", "tempfail"
+        ]
+    );
+    // The summary counts every verdict.
+    assert!(
+        stderr(&out).contains(
+            "7 messages scanned, 0 failed: accept 2, tag 0, quarantine 0, tempfail 3, reject 2; "
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Deterministic: a second run prints the same.
+    let again = mailward(
+        dir.path(),
+        &["scan", "--json", "mail", "-", "mail/c.eml"],
+        &raw(&Msg::new("offer", SPAM)),
+    );
+    assert_eq!(again.stdout, out.stdout);
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_the_others_still_scanned() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    std::fs::create_dir(dir.path().join("mail")).unwrap();
+    dir.write("mail/1.eml", raw(&Msg::new("offer", SPAM)));
+    dir.write("mail/3.eml", raw(&Msg::new("meeting", HAM)));
+    std::os::unix::fs::symlink(dir.path().join("gone.eml"), dir.path().join("mail/2.eml")).unwrap();
+    let out = mailward(dir.path(), &["scan", "--json", "missing.eml", "mail"], b"");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("mailward: missing.eml: "), "{err}");
+    assert!(err.contains("mailward: mail/2.eml: "), "{err}");
+    assert!(err.contains("2 messages scanned, 2 failed: "), "{err}");
+    let files: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|j| j["file"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(files, ["mail/1.eml", "mail/3.eml"]);
+
+    // One input: its error alone, no summary.
+    let out = mailward(dir.path(), &["scan", "missing.eml"], b"");
+    assert_eq!(code(&out), 1);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn text_shows_the_normalized_text_the_library_saw() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    // Full-width letters, CJK split by a line break and spaces, an
+    // invisible character inside a word, an HTML alternative.
+    let body = "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+                ＦＲＥＥ　ＧＩＦＴ for you: 代 开\r\n发 票 via\u{200b}gra\r\n\
+                --b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+                <p>FREE <b>GIFT</b></p>\r\n--b--\r\n";
+    let msg = Msg::new("Ｈｅｌｌｏ", body)
+        .header("MIME-Version", "1.0")
+        .header("Content-Type", "multipart/alternative; boundary=b");
+    dir.write("m.eml", raw(&msg));
+
+    let out = mailward(dir.path(), &["scan", "--json", "--text", "m.eml"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let j = &json_lines(&out)[0];
+    let texts = j["text"].as_array().unwrap();
+    let kinds: Vec<&str> = texts.iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["subject", "plain", "html"]);
+    assert_eq!(texts[0]["text"], "hello");
+    assert_eq!(texts[1]["text"], "free gift for you: 代开发票 viagra");
+    assert_eq!(texts[1]["alt_group"], 0);
+    assert_eq!(texts[2]["text"], "free gift");
+    assert_eq!(texts[0]["alt_group"], Value::Null);
+    let ids: Vec<&str> = j["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["en-gift", "zh-daikai", "en-viagra"]);
+    // The gift occurs in both renderings: counted once.
+    assert_eq!(j["hits"][0]["count"], 1);
+
+    let out = mailward(dir.path(), &["scan", "--text", "m.eml"], b"");
+    let text = stdout(&out);
+    assert!(
+        text.contains("\n  text plain alt=0: free gift for you: 代开发票 viagra\n"),
+        "{text}"
+    );
+    assert!(text.contains("\n  text subject: hello\n"), "{text}");
+    // Without --text, no text.
+    let out = mailward(dir.path(), &["scan", "--json", "m.eml"], b"");
+    assert!(json_lines(&out)[0].get("text").is_none());
+    assert!(!stdout(&mailward(dir.path(), &["scan", "m.eml"], b"")).contains("  text "));
+}
+
+#[test]
+fn json_carries_the_documented_fields() {
+    let dir = setup(
+        "library: library.yaml\njudge:\n  category_caps: {pharma: 7}\nlimits:\n  message_bytes: 1 KiB\n",
+        LIBRARY,
+    );
+    let filler = "lorem ipsum dolor sit amet ".repeat(100);
+    let msg = Msg::new("offer", format!("{SPAM}{filler}\r\nbank details\r\n"))
+        .header("Content-Type", "text/plain; charset=x-klingon");
+    dir.write("m.eml", raw(&msg));
+    let out = mailward(dir.path(), &["scan", "--json", "m.eml"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    let j = lines[0].as_object().unwrap();
+    let mut keys: Vec<&str> = j.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "act",
+            "by_action",
+            "by_score",
+            "categories",
+            "cut",
+            "file",
+            "hits",
+            "notes",
+            "parts",
+            "score",
+            "size",
+            "tagged",
+            "text_bytes",
+            "verdict"
+        ]
+    );
+    assert_eq!(j["file"], "m.eml");
+    // Capped at 7 (pharma) + 0.5 (lorem): tempfail by score; "bank
+    // details" is past the 1 KiB kept, so no quarantine action.
+    assert_eq!(j["verdict"], "tempfail");
+    assert_eq!(j["by_score"], "tempfail");
+    assert_eq!(j["by_action"], Value::Null);
+    assert_eq!(j["act"], "tempfail");
+    assert_eq!(j["tagged"], false);
+    assert_eq!(j["score"].as_f64(), Some(7.5));
+    assert_eq!(j["size"], 1024);
+    assert_eq!(j["cut"].as_u64().unwrap() + 1024, raw(&msg).len() as u64);
+    assert!(j["text_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(j["parts"], 2);
+    let hits = j["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    let h = &hits[0];
+    assert_eq!(h["id"], "en-viagra");
+    assert_eq!(h["text"], "viagra");
+    assert_eq!(h["category"], "pharma");
+    assert_eq!(h["weight"].as_f64(), Some(6.0));
+    assert_eq!(h["count"], 1);
+    assert_eq!(h["action"], Value::Null);
+    assert_eq!(h["match"], "word");
+    assert_eq!(hits[2]["id"], "lorem");
+    assert!(hits[2]["count"].as_u64().unwrap() > 10);
+    let cats = j["categories"].as_array().unwrap();
+    assert_eq!(cats[0]["name"], "pharma");
+    assert_eq!(cats[0]["score"].as_f64(), Some(7.0));
+    assert_eq!(cats[0]["capped"], true);
+    let notes = j["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n["kind"] == "unknown-charset"
+            && n["message"].as_str().unwrap().contains("x-klingon")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn the_human_form_reads_like_the_log_line() {
+    let dir = setup(
+        "library: library.yaml\njudge:\n  tag_accepted: true\n",
+        LIBRARY,
+    );
+    dir.write(
+        "q.eml",
+        raw(&Msg::new("account", "please send your bank details\r\n")),
+    );
+    dir.write("h.eml", raw(&Msg::new("hi", HAM)));
+    let out = mailward(dir.path(), &["scan", "q.eml", "h.eml"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.is_empty()).collect();
+    assert_eq!(blocks.len(), 2, "{text}");
+    let q: Vec<&str> = blocks[0].lines().collect();
+    assert_eq!(
+        q[0],
+        "q.eml: verdict=quarantine act=quarantine score=1.0 tagged hits=1 size=100"
+    );
+    assert_eq!(
+        q[1],
+        "  hit en-bank \"bank details\" category=scam weight=1 count=1 action=quarantine"
+    );
+    assert_eq!(q[2], "  category scam score=1.0");
+    assert!(blocks[1].starts_with("h.eml: verdict=accept act=deliver score=0.0 tagged hits=0"));
+}
+
+#[test]
+fn a_library_alone_is_judged_with_the_default_thresholds() {
+    let dir = TempDir::new("lib");
+    dir.write("lib.yaml", LIBRARY);
+    dir.write("one.eml", raw(&Msg::new("x", "only viagra here\r\n")));
+    dir.write("two.eml", raw(&Msg::new("x", SPAM)));
+    // A broken milter.yaml in the directory is not read.
+    dir.write("milter.yaml", "nonsense: [\n");
+    let out = mailward(
+        dir.path(),
+        &[
+            "scan",
+            "--json",
+            "--library",
+            "lib.yaml",
+            "one.eml",
+            "two.eml",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|j| j["verdict"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(v, ["tempfail", "reject"]);
+    // Without --library, that milter.yaml is the configuration.
+    let out = mailward(dir.path(), &["scan", "one.eml"], b"");
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).starts_with("milter.yaml:"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_mbox_from_line_is_not_part_of_the_message() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    let msg = raw(&Msg::new("offer", SPAM));
+    let mut mbox = b"From sender@example.net Mon Jan  1 00:00:00 2024\n".to_vec();
+    mbox.extend_from_slice(&msg);
+    dir.write("plain.eml", &msg);
+    dir.write("mbox.eml", &mbox);
+    let out = mailward(
+        dir.path(),
+        &["scan", "--json", "plain.eml", "mbox.eml"],
+        b"",
+    );
+    let lines = json_lines(&out);
+    for j in &lines {
+        assert_eq!(j["verdict"], "reject", "{j}");
+        assert_eq!(j["size"], msg.len(), "{j}");
+        assert_eq!(j["notes"].as_array().unwrap().len(), 0, "{j}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    for args in [
+        &["scan"][..],
+        &["scan", "-c", "milter.yaml", "-l", "library.yaml", "x"],
+        &["scan", "--frobnicate", "x"],
+        &["check", "extra"],
+        &["nonsense"],
+    ] {
+        let out = mailward(dir.path(), args, b"");
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(
+            stderr(&out).contains("Usage: mailward"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    for (args, usage) in [
+        (&["--help"][..], "Usage: mailward [OPTIONS]"),
+        (&["run", "--help"], "Usage: mailward run [OPTIONS]"),
+        (&["check", "--help"], "Usage: mailward check [OPTIONS]"),
+        (
+            &["scan", "--help"],
+            "Usage: mailward scan [OPTIONS] <PATH>...",
+        ),
+    ] {
+        let out = mailward(dir.path(), args, b"");
+        assert_eq!(code(&out), 0, "{args:?}");
+        assert!(stdout(&out).contains(usage), "{args:?}: {}", stdout(&out));
+    }
+    let out = mailward(dir.path(), &["--version"], b"");
+    assert_eq!(
+        stdout(&out),
+        format!("mailward {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // A broken configuration stops a scan before any file is read.
+    dir.write(
+        "milter.yaml",
+        "library: library.yaml\njudge:\n  mode: loud\n",
+    );
+    dir.write("m.eml", raw(&Msg::new("offer", SPAM)));
+    let out = mailward(dir.path(), &["scan", "m.eml"], b"");
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).starts_with("milter.yaml:3:9: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+}
