@@ -16,6 +16,7 @@
 //! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
 //! (reloads), `milter` (the callbacks).
 
+pub mod behavior;
 pub mod config;
 pub mod judge;
 pub mod library;
