@@ -116,8 +116,20 @@ impl Rules {
 
     /// Decodes, scans and judges one raw message.
     pub fn evaluate(&self, raw: &[u8], scanner: &mut Scanner) -> Evaluation {
+        self.evaluate_with(raw, scanner, None)
+    }
+
+    /// [`Rules::evaluate`] with one more mark in the judgment (the
+    /// session's conformity score, category `conformity`).
+    pub fn evaluate_with(
+        &self,
+        raw: &[u8],
+        scanner: &mut Scanner,
+        extra: Option<judge::Mark<'static>>,
+    ) -> Evaluation {
         let scan = scan_message::scan_message(&self.library, raw, &self.decode, scanner);
-        let judgment = judge::judge(&self.policy, scan_message::marks(&self.library, &scan.hits));
+        let marks = scan_message::marks(&self.library, &scan.hits).chain(extra);
+        let judgment = judge::judge(&self.policy, marks);
         let top_ids = scan_message::top_ids(&self.library, &scan.hits, LOGGED_IDS);
         Evaluation {
             scan,

@@ -147,8 +147,13 @@ impl Monitor {
     ) -> Decision {
         st.mail(p, &self.store, args, login);
         let d = self.settle(st, p, Stage::Mail, true).await;
-        if let Decision::Refuse { by, .. } = &d {
-            st.end_message("tempfail", Some(by));
+        if let Decision::Refuse { by, reply } = &d {
+            let action = if reply.code.starts_with('5') {
+                "reject"
+            } else {
+                "tempfail"
+            };
+            st.end_message(action, Some(by));
         }
         d
     }
