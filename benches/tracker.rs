@@ -34,7 +34,11 @@ limits:
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<usize>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -44,7 +48,13 @@ fn ip(i: usize) -> [u8; 4] {
 }
 
 /// One connection from client `i` at `now`; returns the tripped limits.
-fn connect(store: &MemoryStore, batch: &mut Batch, out: &mut Vec<mailward::behavior::limits::Trip>, i: usize, now: u64) {
+fn connect(
+    store: &MemoryStore,
+    batch: &mut Batch,
+    out: &mut Vec<mailward::behavior::limits::Trip>,
+    i: usize,
+    now: u64,
+) {
     let key = store.key(KeyKind::Ip, &ip(i));
     *batch = Batch::default();
     batch.push(key, Op::Add(Metric::Connections, 1));
@@ -81,21 +91,40 @@ fn main() {
     // Existing keys in a scattered order.
     phase("1 M updates of existing keys", KEYS, |i| {
         let k = i.wrapping_mul(2_654_435_761) % KEYS;
-        connect(&store, &mut batch, &mut out, k, T0 + 50 + (i / 20_000) as u64)
+        connect(
+            &store,
+            &mut batch,
+            &mut out,
+            k,
+            T0 + 50 + (i / 20_000) as u64,
+        )
     });
     phase("1 M new keys into the full table (evictions)", KEYS, |i| {
-        connect(&store, &mut batch, &mut out, KEYS + i, T0 + 100 + (i / 20_000) as u64)
+        connect(
+            &store,
+            &mut batch,
+            &mut out,
+            KEYS + i,
+            T0 + 100 + (i / 20_000) as u64,
+        )
     });
     // Logins per client: most clients use one, some many (sketches).
-    phase("1 M distinct-login items (1 in 100 clients: 50 logins)", KEYS, |i| {
-        let client = i % 20_000;
-        let login = if client % 100 == 0 { i % 50 } else { 0 };
-        let key = store.key(KeyKind::Ip, &ip(client));
-        batch = Batch::default();
-        batch.push(key, Op::Item(Metric::DistinctLogins, store.item(&login.to_le_bytes())));
-        out.clear();
-        store.observe_now(T0 + 160, &batch, &mut out);
-    });
+    phase(
+        "1 M distinct-login items (1 in 100 clients: 50 logins)",
+        KEYS,
+        |i| {
+            let client = i % 20_000;
+            let login = if client % 100 == 0 { i % 50 } else { 0 };
+            let key = store.key(KeyKind::Ip, &ip(client));
+            batch = Batch::default();
+            batch.push(
+                key,
+                Op::Item(Metric::DistinctLogins, store.item(&login.to_le_bytes())),
+            );
+            out.clear();
+            store.observe_now(T0 + 160, &batch, &mut out);
+        },
+    );
     let after = store.stats()[0];
     let rss_after = rss_bytes();
     let worst = MemoryStore::worst_case_bytes(&rules, [KEYS, 1, 1]);
@@ -104,9 +133,24 @@ fn main() {
     println!("|---|---:|");
     println!("| keys held (cap) | {} ({}) |", after.keys, after.max_keys);
     println!("| evictions | {} |", after.evictions);
-    println!("| table bytes per key, full | {:.1} |", full.bytes as f64 / full.keys as f64);
-    println!("| table bytes per key, after floods and sketches | {:.1} |", after.bytes as f64 / after.keys as f64);
-    println!("| worst case bytes per key (bound) | {:.1} |", worst as f64 / KEYS as f64);
-    println!("| resident memory per key, full | {:.1} |", (rss_full - base_rss) as f64 / KEYS as f64);
-    println!("| resident memory per key, after | {:.1} |", (rss_after.max(base_rss) - base_rss) as f64 / KEYS as f64);
+    println!(
+        "| table bytes per key, full | {:.1} |",
+        full.bytes as f64 / full.keys as f64
+    );
+    println!(
+        "| table bytes per key, after floods and sketches | {:.1} |",
+        after.bytes as f64 / after.keys as f64
+    );
+    println!(
+        "| worst case bytes per key (bound) | {:.1} |",
+        worst as f64 / KEYS as f64
+    );
+    println!(
+        "| resident memory per key, full | {:.1} |",
+        (rss_full - base_rss) as f64 / KEYS as f64
+    );
+    println!(
+        "| resident memory per key, after | {:.1} |",
+        (rss_after.max(base_rss) - base_rss) as f64 / KEYS as f64
+    );
 }

@@ -414,7 +414,6 @@ fn what_postfix_passes_to_the_conformity_checks() {
     );
     say(&mut s, &data);
     say(&mut s, "QUIT");
-    drop(say);
     let records = m.records(1);
     let r = &records[0];
     let codes: Vec<&str> = r["findings"]
