@@ -90,6 +90,8 @@ impl Metric {
         match self {
             Metric::DistinctIps => key != KeyKind::Ip,
             Metric::DistinctLogins => key == KeyKind::Ip,
+            // A sender is not a session.
+            Metric::Connections => key != KeyKind::Sender,
             _ => true,
         }
     }

@@ -302,7 +302,7 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
 fn check_pair(k: Option<KeyKind>, m: Option<Metric>) -> Result<(), String> {
     match (k, m) {
         (Some(k), Some(m)) if !m.valid_for(k) => Err(format!(
-            "metric `{m}` is not counted for key `{k}` (distinct_ips: login or sender; distinct_logins: ip)"
+            "metric `{m}` is not counted for key `{k}` (connections: ip or login; distinct_ips: login or sender; distinct_logins: ip)"
         )),
         _ => Ok(()),
     }
