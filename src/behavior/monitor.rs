@@ -196,3 +196,74 @@ impl Monitor {
         self.recorder.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::behavior::clock::FakeClock;
+    use std::path::Path;
+
+    fn config(behavior: &str) -> Config {
+        Config::from_yaml_str(
+            &format!("library: l\nbehavior:\n{behavior}"),
+            Path::new("m.yaml"),
+            Path::new("/"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn connect(m: &Monitor, p: &Policy, ip: [u8; 4]) -> Decision {
+        let mut st = SessionState::default();
+        m.connect(&mut st, p, Some(ip.into()), "c", None, None)
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_connection_limit_trips_and_recovers_as_the_fake_clock_moves() {
+        let c = config(
+            "  limits:\n    - {key: ip, metric: connections, window: 1m, buckets: 6, max: 2}\n",
+        );
+        let clock = Arc::new(FakeClock::new(1_700_000_000_000));
+        let m = Monitor::new(&c, 1, clock.clone());
+        let p = m.policy(&c, 1);
+        for _ in 0..2 {
+            assert_eq!(connect(&m, &p, [192, 0, 2, 1]).await, Decision::Continue);
+        }
+        assert!(connect(&m, &p, [192, 0, 2, 1]).await.is_refusal());
+        clock.advance_secs(30);
+        assert!(
+            connect(&m, &p, [192, 0, 2, 1]).await.is_refusal(),
+            "still in the window"
+        );
+        clock.advance_secs(31);
+        assert_eq!(
+            connect(&m, &p, [192, 0, 2, 1]).await,
+            Decision::Continue,
+            "window passed"
+        );
+        m.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_new_generation_reconfigures_the_store_and_keeps_counts() {
+        let c1 = config("  limits:\n    - {key: ip, metric: connections, window: 1h, max: 100}\n");
+        let clock = Arc::new(FakeClock::new(1_700_000_000_000));
+        let m = Monitor::new(&c1, 1, clock);
+        let p1 = m.policy(&c1, 1);
+        for _ in 0..3 {
+            assert_eq!(connect(&m, &p1, [192, 0, 2, 1]).await, Decision::Continue);
+        }
+        let c2 = config(
+            "  limits:\n    - {key: ip, metric: connections, window: 1h, max: 3, action: reject}\n",
+        );
+        let p2 = m.policy(&c2, 2);
+        assert_eq!(p2.rules[0].max, 3);
+        // An older snapshot does not bring the old policy back.
+        assert_eq!(m.policy(&c1, 1).rules[0].max, 3);
+        match connect(&m, &p2, [192, 0, 2, 1]).await {
+            Decision::Refuse { reply, .. } => assert_eq!(reply.code, "550"),
+            d => panic!("{d:?}"),
+        }
+        m.shutdown();
+    }
+}
