@@ -104,7 +104,8 @@ impl Monitor {
         stage: Stage,
         thresholds: bool,
     ) -> Decision {
-        if !st.batch.is_empty() {
+        // Without limits there is nothing to count: no store call.
+        if !st.batch.is_empty() && !p.rules.is_empty() {
             self.store
                 .observe(self.clock.now_secs(), &st.batch, &mut st.trips)
                 .await;
