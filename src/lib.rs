@@ -14,7 +14,8 @@
 //! Modules: [`config`] (`milter.yaml`), [`library`] (the string library),
 //! [`message`] (raw message to texts), [`scan_message`] (message to hits),
 //! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
-//! (reloads), `milter` (the callbacks).
+//! (reloads), [`behavior`] (conformity checks, counters, limits, session
+//! records), `milter` (the callbacks).
 
 pub mod behavior;
 pub mod config;
