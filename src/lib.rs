@@ -14,9 +14,11 @@
 //! Modules: [`config`] (`milter.yaml`), [`library`] (the string library),
 //! [`message`] (raw message to texts), [`scan_message`] (message to hits),
 //! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
-//! (reloads), `milter` (the callbacks), [`located`] (errors naming
+//! (reloads), [`behavior`] (conformity checks, counters, limits, session
+//! records), `milter` (the callbacks), [`located`] (errors naming
 //! file:line:col).
 
+pub mod behavior;
 pub mod config;
 pub mod judge;
 pub mod library;
@@ -68,6 +70,25 @@ pub async fn run(
     reload: mpsc::Receiver<Reload>,
     shutdown: impl Future,
 ) -> Result<(), RunError> {
+    run_with_clock(
+        listener,
+        config,
+        reload,
+        shutdown,
+        Arc::new(behavior::SystemClock),
+    )
+    .await
+}
+
+/// [`run`] with the clock behavior monitoring counts time by (tests move
+/// a [`behavior::FakeClock`]).
+pub async fn run_with_clock(
+    listener: impl Listener,
+    config: Config,
+    mut reload: mpsc::Receiver<Reload>,
+    shutdown: impl Future,
+    clock: Arc<dyn behavior::Clock>,
+) -> Result<(), RunError> {
     let milter_config = indymilter::Config {
         max_connections: config.milter.max_connections.0,
         connection_timeout: config.milter.connection_timeout.0,
@@ -79,10 +100,31 @@ pub async fn run(
         .map_err(|e| RunError::Rules(RulesError::Internal(e.to_string())))?
         .map_err(RunError::Rules)?;
     log::info!("rules gen=1: {}", rules.describe());
+    let monitor = Arc::new(behavior::Monitor::new(&rules.config, 1, clock));
     let shared = Arc::new(state::Shared::new(rules));
-    let reloader = tokio::spawn(state::reload_task(shared.clone(), reload));
-    let result =
-        indymilter::run(listener, milter::callbacks(shared), milter_config, shutdown).await;
+    // Every reload request (SIGHUP) first reopens the session record file,
+    // whether or not the reload succeeds, so that logrotate works.
+    let (forward, forwarded) = mpsc::channel(4);
+    let records = monitor.clone();
+    let relay = tokio::spawn(async move {
+        while let Some(req) = reload.recv().await {
+            records.reopen_records();
+            if forward.send(req).await.is_err() {
+                break;
+            }
+        }
+    });
+    let reloader = tokio::spawn(state::reload_task(shared.clone(), forwarded));
+    let result = indymilter::run(
+        listener,
+        milter::callbacks(shared, monitor.clone()),
+        milter_config,
+        shutdown,
+    )
+    .await;
+    relay.abort();
     reloader.abort();
+    // The closed sessions' records are queued: write them before returning.
+    let _ = tokio::task::spawn_blocking(move || monitor.shutdown()).await;
     result.map_err(RunError::Io)
 }

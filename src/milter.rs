@@ -15,6 +15,10 @@
 //!   `milter.on_error` says.
 //! * The callbacks never drop the last reference to a rules snapshot: the
 //!   reload task keeps retired snapshots and frees them itself.
+//! * Behavior monitoring (`crate::behavior`) sees every event; its policy
+//!   is the one of the rules in force at connect, then at each MAIL. A
+//!   behavior refusal at end of message replaces only a delivery, and
+//!   never applies to a message for a role recipient.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,6 +31,7 @@ use indymilter::{
     ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
 
+use crate::behavior::{Decision, Monitor, Policy, SessionState};
 use crate::config::model::{OnError, Reply, ReplyKind};
 use crate::judge::{self, Act, Disposition, Exemption};
 use crate::library::Scanner;
@@ -39,9 +44,13 @@ const MAX_FIELD: usize = 256;
 /// Macros requested in negotiation, by stage. Postfix sends exactly these
 /// (a request replaces its `milter_*_macros` defaults for that stage).
 const MACROS: &[(MacroStage, &str)] = &[
-    (MacroStage::Connect, "{client_addr} {client_name}"),
+    (
+        MacroStage::Connect,
+        "{client_addr} {client_name} j {daemon_addr}",
+    ),
     (MacroStage::Mail, "i {auth_type} {auth_authen} {mail_addr}"),
     (MacroStage::Rcpt, "{rcpt_addr}"),
+    (MacroStage::Data, "i"),
     (MacroStage::Eom, "i"),
 ];
 
@@ -58,6 +67,9 @@ pub struct Session {
     client_addr: Option<IpAddr>,
     client_name: String,
     message: Option<Message>,
+    behavior: SessionState,
+    /// The behavior policy; `None` when behavior monitoring is off.
+    policy: Option<Arc<Policy>>,
 }
 
 /// Per-message state, from MAIL to end of message.
@@ -167,21 +179,72 @@ thread_local! {
     static SCANNER: RefCell<Scanner> = RefCell::new(Scanner::new());
 }
 
-/// The callbacks, sharing `shared` for the current rules.
-pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
+/// The callbacks, sharing `shared` for the current rules and `monitor`
+/// for behavior.
+pub fn callbacks(shared: Arc<Shared>, monitor: Arc<Monitor>) -> Callbacks<Session> {
+    let (s1, s2) = (shared.clone(), shared);
+    let (m1, m2, m3, m4, m5, m6, m7) = (
+        monitor.clone(),
+        monitor.clone(),
+        monitor.clone(),
+        monitor.clone(),
+        monitor.clone(),
+        monitor.clone(),
+        monitor,
+    );
     Callbacks::new()
         .on_negotiate(|cx, actions, opts| Box::pin(async move { negotiate(cx, actions, opts) }))
-        .on_connect(|cx, name, info| Box::pin(async move { connect(cx, name, info) }))
-        .on_mail(move |cx, args| {
-            let status = mail(&shared, cx, args);
-            Box::pin(async move { status })
+        .on_connect(move |cx, name, info| {
+            let (shared, monitor) = (s1.clone(), m1.clone());
+            Box::pin(async move { connect(&shared, &monitor, cx, name, info).await })
         })
-        .on_rcpt(|cx, args| Box::pin(async move { rcpt(cx, args) }))
+        .on_helo(move |cx, arg| {
+            let monitor = m2.clone();
+            Box::pin(async move { helo(&monitor, cx, arg).await })
+        })
+        .on_mail(move |cx, args| {
+            let (shared, monitor) = (s2.clone(), m3.clone());
+            Box::pin(async move { mail(&shared, &monitor, cx, args).await })
+        })
+        .on_rcpt(move |cx, args| {
+            let monitor = m4.clone();
+            Box::pin(async move { rcpt(&monitor, cx, args).await })
+        })
+        .on_data(|cx| Box::pin(async move { data(cx) }))
         .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
         .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
         .on_body(|cx, chunk| Box::pin(async move { body(cx, &chunk) }))
-        .on_eom(|cx| Box::pin(eom(cx)))
+        .on_eom(move |cx| {
+            let monitor = m5.clone();
+            Box::pin(async move { eom(&monitor, cx).await })
+        })
         .on_abort(|cx| Box::pin(async move { abort(cx) }))
+        .on_unknown(move |cx, command| {
+            let monitor = m6.clone();
+            Box::pin(async move { unknown(&monitor, cx, command).await })
+        })
+        .on_close(move |cx| {
+            let monitor = m7.clone();
+            Box::pin(async move { close(&monitor, cx) })
+        })
+}
+
+/// The answer for a behavior decision (the reply is set for a refusal).
+fn answer(reply: &mut indymilter::SmtpReply, d: &Decision) -> Status {
+    match d {
+        Decision::Continue => Status::Continue,
+        Decision::Refuse { reply: r, .. } => {
+            if let Err(e) = reply.set_error_reply(&r.code, Some(&r.status), [r.text.as_str()]) {
+                // Checked when the configuration was read.
+                log::error!("reply {} {}: {e}", r.code, r.status);
+            }
+            if r.code.starts_with('5') {
+                Status::Reject
+            } else {
+                Status::Tempfail
+            }
+        }
+    }
 }
 
 fn negotiate(cx: &mut NegotiateContext<Session>, actions: Actions, _opts: ProtoOpts) -> Status {
@@ -200,23 +263,92 @@ fn negotiate(cx: &mut NegotiateContext<Session>, actions: Actions, _opts: ProtoO
     Status::Continue
 }
 
-fn connect(cx: &mut Context<Session>, name: CString, info: SocketInfo) -> Status {
+async fn connect(
+    shared: &Shared,
+    monitor: &Monitor,
+    cx: &mut Context<Session>,
+    name: CString,
+    info: SocketInfo,
+) -> Status {
+    let own_name = macro_value(&cx.macros, c"j");
+    let own_addr = macro_value(&cx.macros, c"{daemon_addr}").and_then(|v| parse_client_addr(&v));
     let s = cx.data.get_or_insert_with(Session::default);
     s.client_name = lossy(&name);
     s.client_addr = match info {
         SocketInfo::Inet(a) => Some(a.ip()),
         _ => macro_value(&cx.macros, c"{client_addr}").and_then(|v| parse_client_addr(&v)),
     };
-    Status::Continue
+    let rules = shared.current();
+    let p = monitor.policy(&rules.config, rules.generation);
+    if !p.enabled {
+        return Status::Continue;
+    }
+    let d = monitor
+        .connect(
+            &mut s.behavior,
+            &p,
+            s.client_addr,
+            &s.client_name,
+            own_name.as_deref(),
+            own_addr,
+        )
+        .await;
+    s.policy = Some(p);
+    answer(&mut cx.reply, &d)
 }
 
-fn mail(shared: &Shared, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+/// The session and its behavior policy, when behavior monitoring is on.
+fn watched(cx: &mut Context<Session>) -> Option<(&mut SessionState, Arc<Policy>)> {
+    let s = cx.data.as_mut()?;
+    let p = s.policy.clone()?;
+    Some((&mut s.behavior, p))
+}
+
+async fn helo(monitor: &Monitor, cx: &mut Context<Session>, arg: CString) -> Status {
+    let Some((st, p)) = watched(cx) else {
+        return Status::Continue;
+    };
+    let d = monitor.helo(st, &p, arg.to_bytes()).await;
+    answer(&mut cx.reply, &d)
+}
+
+async fn mail(
+    shared: &Shared,
+    monitor: &Monitor,
+    cx: &mut Context<Session>,
+    args: Vec<CString>,
+) -> Status {
     let mut m = Message::new(shared.current());
     m.sender = args.first().map(|a| lossy(a)).unwrap_or_default();
     m.login = macro_value(&cx.macros, c"{auth_authen}");
+    let p = monitor.policy(&m.rules.config, m.rules.generation);
+    let login = m.login.clone();
     let s = cx.data.get_or_insert_with(Session::default);
     s.message = Some(m);
-    Status::Continue
+    if !p.enabled {
+        s.policy = None;
+        return Status::Continue;
+    }
+    let started = s.policy.is_some();
+    s.policy = Some(p.clone());
+    if !started {
+        // Behavior was off at connect: the session starts being watched now.
+        let _ = monitor
+            .connect(
+                &mut s.behavior,
+                &p,
+                s.client_addr,
+                &s.client_name,
+                None,
+                None,
+            )
+            .await;
+    }
+    let args: Vec<&[u8]> = args.iter().map(|a| a.to_bytes()).collect();
+    let d = monitor
+        .mail(&mut s.behavior, &p, &args, login.as_deref())
+        .await;
+    answer(&mut cx.reply, &d)
 }
 
 /// The message being received. Events of a message without MAIL (the MTA
@@ -226,17 +358,63 @@ fn message(cx: &mut Context<Session>) -> Option<&mut Message> {
     cx.data.as_mut().and_then(|s| s.message.as_mut())
 }
 
-fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+async fn rcpt(monitor: &Monitor, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
     if let Some(m) = message(cx) {
         m.recipients = m.recipients.saturating_add(1);
         if args.first().is_some_and(|a| is_role_recipient(&lossy(a))) {
             m.role_recipient = true;
         }
     }
+    let Some((st, p)) = watched(cx) else {
+        return Status::Continue;
+    };
+    let args: Vec<&[u8]> = args.iter().map(|a| a.to_bytes()).collect();
+    let d = monitor.rcpt(st, &p, &args).await;
+    answer(&mut cx.reply, &d)
+}
+
+fn data(cx: &mut Context<Session>) -> Status {
+    let queue_id = macro_value(&cx.macros, c"i");
+    if let Some((st, _)) = watched(cx) {
+        st.data(queue_id.as_deref());
+    }
+    Status::Continue
+}
+
+async fn unknown(monitor: &Monitor, cx: &mut Context<Session>, command: CString) -> Status {
+    let Some((st, p)) = watched(cx) else {
+        return Status::Continue;
+    };
+    let d = monitor.unknown(st, &p, command.to_bytes()).await;
+    if let Decision::Refuse {
+        by: "unknown-commands",
+        reply,
+    } = &d
+    {
+        log::info!(
+            "client={} unknown command {}: answering {} {}",
+            st.record.client_addr.as_deref().unwrap_or("unknown"),
+            st.record.unknown_total,
+            reply.code,
+            reply.status
+        );
+    }
+    answer(&mut cx.reply, &d)
+}
+
+fn close(monitor: &Monitor, cx: &mut Context<Session>) -> Status {
+    if let Some(s) = cx.data.as_mut()
+        && let Some(p) = s.policy.take()
+    {
+        monitor.close(&mut s.behavior, &p);
+    }
     Status::Continue
 }
 
 fn header(cx: &mut Context<Session>, name: CString, value: CString) -> Status {
+    if let Some((st, _)) = watched(cx) {
+        st.header(name.to_bytes(), value.to_bytes());
+    }
     if let Some(m) = message(cx) {
         let n = name.to_bytes();
         let verdict_header = m.rules.config.judge.header.0.as_bytes();
@@ -249,6 +427,9 @@ fn header(cx: &mut Context<Session>, name: CString, value: CString) -> Status {
 }
 
 fn eoh(cx: &mut Context<Session>) -> Status {
+    if let Some((st, p)) = watched(cx) {
+        st.eoh(&p);
+    }
     if let Some(m) = message(cx) {
         m.start_body();
     }
@@ -266,6 +447,7 @@ fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
 fn abort(cx: &mut Context<Session>) -> Status {
     if let Some(s) = cx.data.as_mut() {
         s.message = None;
+        s.behavior.end_message("aborted", None);
     }
     Status::Continue
 }
@@ -281,7 +463,7 @@ fn set_reply<K: ReplyKind>(cx: &mut EomContext<Session>, r: &Reply<K>) {
     }
 }
 
-async fn eom(cx: &mut EomContext<Session>) -> Status {
+async fn eom(monitor: &Monitor, cx: &mut EomContext<Session>) -> Status {
     let queue_id = macro_value(&cx.macros, c"i").unwrap_or_else(|| "NOQUEUE".into());
     // indymilter only passes end of message after MAIL, so both exist.
     let Some(session) = cx.data.as_mut() else {
@@ -304,6 +486,16 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
             .map_or_else(|| "unknown".into(), |a| a.to_string())
     );
     let exemption = exemption(&msg, session.client_addr);
+    let policy = session.policy.clone();
+    let conformity = policy
+        .as_ref()
+        .map(|p| p.judge_factor * session.behavior.score())
+        .filter(|w| *w != 0.0)
+        .map(|weight| judge::Mark {
+            category: "conformity",
+            weight,
+            action: None,
+        });
 
     // Decoding and scanning take milliseconds on large mail: off the
     // callback threads. The raw bytes are freed there too.
@@ -311,7 +503,7 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
     let raw = std::mem::take(&mut msg.raw);
     let kept = raw.len();
     let evaluated = tokio::task::spawn_blocking(move || {
-        SCANNER.with(|s| rules.evaluate(&raw, &mut s.borrow_mut()))
+        SCANNER.with(|s| rules.evaluate_with(&raw, &mut s.borrow_mut(), conformity))
     })
     .await;
     let config = &msg.rules.config;
@@ -322,13 +514,17 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
                 "{queue_id}: client={client} internal error judging the message: {e}; on_error={:?}",
                 config.milter.on_error
             );
-            return match config.milter.on_error {
-                OnError::Accept => Status::Accept,
+            let (status, action) = match config.milter.on_error {
+                OnError::Accept => (Status::Accept, "deliver"),
                 OnError::Tempfail => {
                     set_reply(cx, &config.replies.error);
-                    Status::Tempfail
+                    (Status::Tempfail, "tempfail")
                 }
             };
+            if let Some(s) = cx.data.as_mut() {
+                s.behavior.end_message(action, Some("error"));
+            }
+            return status;
         }
     };
 
@@ -339,7 +535,45 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
         exemption,
         config.judge.tag_accepted,
     );
-    let (status, problems) = apply(cx, &msg, &ev, exemption, d).await;
+    // Behavior: a spam verdict counts; a limit or the session's conformity
+    // score may refuse a message the content would let through.
+    let spam = j.verdict >= judge::Verdict::Quarantine;
+    let behavior = match (&policy, cx.data.as_mut()) {
+        (Some(p), Some(s)) => {
+            monitor
+                .eom(&mut s.behavior, p, spam, Some(queue_id.as_str()))
+                .await
+        }
+        _ => Decision::Continue,
+    };
+    let refused_by = match &behavior {
+        Decision::Refuse { by, .. }
+            if exemption != Some(Exemption::RoleRecipient)
+                && matches!(d.act, Act::Deliver | Act::Quarantine) =>
+        {
+            Some(*by)
+        }
+        _ => None,
+    };
+    let (status, problems) = match refused_by {
+        Some(_) => (answer(&mut cx.reply, &behavior), Vec::new()),
+        None => apply(cx, &msg, &ev, exemption, d).await,
+    };
+    if let Some(s) = cx.data.as_mut() {
+        let action = match (refused_by, status) {
+            (None, _) => d.act.as_str(),
+            (Some(_), Status::Reject) => "reject",
+            (Some(_), _) => "tempfail",
+        };
+        let by = refused_by.or(matches!(d.act, Act::Tempfail | Act::Reject).then_some("content"));
+        s.behavior.finish_message(
+            action,
+            by,
+            Some(j.verdict.as_str()),
+            Some(j.score),
+            &ev.top_ids,
+        );
+    }
 
     let mut line = format!(
         "{queue_id}: client={client} from={} rcpts={} size={kept}",
@@ -351,6 +585,10 @@ async fn eom(cx: &mut EomContext<Session>) -> Status {
         msg.recipients
     );
     log_details(&mut line, &msg, &ev, exemption, d);
+    if let (Some(by), Decision::Refuse { reply, .. }) = (refused_by, &behavior) {
+        use std::fmt::Write;
+        let _ = write!(line, " behavior={by}:{}", reply.code);
+    }
     log::info!("{line}");
     for n in &ev.scan.notes {
         log::debug!("{queue_id}: note: {n}");

@@ -116,15 +116,29 @@ impl Rules {
 
     /// Decodes, scans and judges one raw message.
     pub fn evaluate(&self, raw: &[u8], scanner: &mut Scanner) -> Evaluation {
+        self.evaluate_with(raw, scanner, None)
+    }
+
+    /// [`Rules::evaluate`] with one more mark in the judgment (the
+    /// session's conformity score, category `conformity`).
+    pub fn evaluate_with(
+        &self,
+        raw: &[u8],
+        scanner: &mut Scanner,
+        extra: Option<judge::Mark<'static>>,
+    ) -> Evaluation {
         let scan = scan_message::scan_message(&self.library, raw, &self.decode, scanner);
-        self.judged(scan)
+        self.judged(scan, extra)
     }
 
     /// Scans and judges a message decoded with [`Rules::decode`]: the
     /// same result as [`Rules::evaluate`] on its raw bytes, for callers
     /// that also show the decoded texts.
     pub fn evaluate_decoded(&self, decoded: &Decoded, scanner: &mut Scanner) -> Evaluation {
-        self.judged(scan_message::scan_decoded(&self.library, decoded, scanner))
+        self.judged(
+            scan_message::scan_decoded(&self.library, decoded, scanner),
+            None,
+        )
     }
 
     /// Decodes a raw message with the limits of these rules.
@@ -132,8 +146,9 @@ impl Rules {
         message::decode(raw, &self.decode)
     }
 
-    fn judged(&self, scan: MessageScan) -> Evaluation {
-        let judgment = judge::judge(&self.policy, scan_message::marks(&self.library, &scan.hits));
+    fn judged(&self, scan: MessageScan, extra: Option<judge::Mark<'static>>) -> Evaluation {
+        let marks = scan_message::marks(&self.library, &scan.hits).chain(extra);
+        let judgment = judge::judge(&self.policy, marks);
         let top_ids = scan_message::top_ids(&self.library, &scan.hits, LOGGED_IDS);
         Evaluation {
             scan,

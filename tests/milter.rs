@@ -216,6 +216,9 @@ async fn negotiation_requests_macros_and_only_offered_actions() {
     };
     assert!(at(MacroStage::Connect).contains("{client_addr}"));
     assert!(at(MacroStage::Connect).contains("{client_name}"));
+    assert!(at(MacroStage::Connect).contains("{daemon_addr}"));
+    assert!(at(MacroStage::Connect).split(' ').any(|m| m == "j"));
+    assert!(at(MacroStage::Data).split(' ').any(|m| m == "i"));
     assert!(at(MacroStage::Mail).contains("{auth_authen}"));
     assert!(at(MacroStage::Mail).contains("{auth_type}"));
     assert!(at(MacroStage::Rcpt).contains("{rcpt_addr}"));

@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -60,16 +62,21 @@ struct Mailward {
 }
 
 impl Mailward {
-    /// Starts mailward with `judge` as its judge section (retrying on a new
-    /// port if the one picked was taken in between).
+    /// Starts mailward with `judge` as its judge section.
     fn start(judge: &str) -> Mailward {
+        Mailward::start_with(&format!("judge:\n{judge}"))
+    }
+
+    /// Starts mailward with `extra` appended to its configuration
+    /// (retrying on a new port if the one picked was taken in between).
+    fn start_with(extra: &str) -> Mailward {
         for _ in 0..5 {
             let dir = TempDir::new("milter");
             let port = free_port();
             dir.write("library.yaml", LIBRARY);
             let config = dir.write(
                 "milter.yaml",
-                &format!("listen: inet:127.0.0.1:{port}\nlibrary: library.yaml\njudge:\n{judge}"),
+                &format!("listen: inet:127.0.0.1:{port}\nlibrary: library.yaml\n{extra}"),
             );
             let log = dir.0.join("mailward.log");
             let child = Command::new(env!("CARGO_BIN_EXE_mailward"))
@@ -99,6 +106,23 @@ impl Mailward {
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The session records written to `sessions.jsonl`, once there are at
+    /// least `n` (or after the wait).
+    fn records(&self, n: usize) -> Vec<serde_json::Value> {
+        let path = self._dir.0.join("sessions.jsonl");
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() >= n || std::time::Instant::now() > deadline {
+                return text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn log(&self) -> String {
@@ -251,5 +275,182 @@ fn a_stopped_milter_gives_postfix_default_tempfail() {
         pf.wait_log("Connection refused", WAIT).is_some(),
         "{}",
         pf.maillog()
+    );
+}
+
+/// A plain SMTP client, for commands swaks does not send.
+struct Smtp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Smtp {
+    /// Connects and reads the greeting.
+    fn connect(pf: &PostfixInstance) -> Smtp {
+        let stream = TcpStream::connect(pf.smtp_addr()).expect("connect to Postfix");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut s = Smtp {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = s.reply();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        s
+    }
+
+    /// The next reply (all its lines); empty when the server closed.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return all,
+                Ok(_) => {}
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        self.reply()
+    }
+}
+
+#[test]
+fn unknown_commands_through_postfix_end_with_mailwards_421() {
+    let m = Mailward::start_with(
+        "behavior:\n  records: sessions.jsonl\n  unknown_commands: {disconnect_at: 3}\n",
+    );
+    let Some(pf) = postfix(&m) else {
+        return;
+    };
+    let mut s = Smtp::connect(&pf);
+    assert!(s.send("EHLO client.test").starts_with("250"));
+    for cmd in ["XFOO", "XBAR one two"] {
+        let r = s.send(cmd);
+        assert!(r.starts_with("500 5.5.2"), "Postfix's own answer: {r}");
+    }
+    let r = s.send("XBAZ");
+    assert_eq!(
+        r.trim_end(),
+        "421 4.7.0 Too many unknown commands, closing connection"
+    );
+    assert_eq!(s.reply(), "", "Postfix hung up");
+    let line = pf
+        .wait_log("milter-reject: UNKNOWN", WAIT)
+        .unwrap_or_else(|| panic!("no milter-reject line:\n{}", pf.maillog()));
+    assert!(
+        line.contains("421 4.7.0 Too many unknown commands, closing connection"),
+        "{line}"
+    );
+    assert!(
+        line.contains("NOQUEUE: milter-reject: UNKNOWN from localhost[127.0.0.1]"),
+        "{line}"
+    );
+    let records = m.records(1);
+    let r = &records[0];
+    assert_eq!(r["unknown_total"], 3);
+    assert_eq!(r["disconnected"], true);
+    // Postfix passes the command word only.
+    assert_eq!(
+        r["unknown_commands"],
+        serde_json::json!(["XFOO", "XBAR", "XBAZ"])
+    );
+    assert_eq!(r["helo"], "client.test");
+}
+
+#[test]
+fn what_postfix_passes_to_the_conformity_checks() {
+    let m = Mailward::start_with("behavior:\n  records: sessions.jsonl\n");
+    // From its own addresses (the test's 127.0.0.1) Postfix adds a missing
+    // Date before the milter sees the headers; not from other clients.
+    let Some(pf) = PostfixInstance::builder()
+        .milter_port(m.port)
+        .param("local_header_rewrite_clients", "")
+        .start()
+    else {
+        return;
+    };
+    let mut s = Smtp::connect(&pf);
+    let to = format!("RCPT TO:<{}>", pf.address("user"));
+    let mut replies = Vec::new();
+    let mut say = |s: &mut Smtp, line: &str| {
+        let r = s.send(line);
+        replies.push(format!("{line} -> {}", r.trim_end()));
+    };
+    say(&mut s, "EHLO 192.0.2.1");
+    say(&mut s, "EHLO client.test");
+    for mail in [
+        "MAIL FROM:sender@client.test",
+        "MAIL FROM:<@relay.test:sender@client.test>",
+        "MAIL FROM:<\"john doe\"@client.test>",
+        "MAIL FROM:<sender@[192.0.2.1]>",
+        "MAIL FROM:<a..b@client.test>",
+        "MAIL FROM:<sender@client..test>",
+        "MAIL FROM:<sender@client.test> FOO=bar",
+        "MAIL FROM:<sender@client.test> SIZE=abc",
+        "MAIL FROM:<jos\u{e9}@client.test>",
+        "MAIL FROM:<sender@client.test> BODY=8BITMIME",
+    ] {
+        say(&mut s, mail);
+        say(&mut s, &to);
+        say(&mut s, "RSET");
+    }
+    say(&mut s, "MAIL FROM:<sender@client.test>");
+    say(&mut s, "RCPT TO:<postmaster>");
+    say(&mut s, "RCPT TO:user@example.test");
+    say(&mut s, "RCPT TO:<user@example.test> NOTIFY=NEVER");
+    say(&mut s, "DATA");
+    let long = "x".repeat(1200);
+    let data = format!(
+        "From: a@client.test\r\nSubject: one\r\nSubject: two\r\nX-Long: {long}\r\nX-Utf8: h\u{e9}\r\n\r\nbody\r\n."
+    );
+    say(&mut s, &data);
+    say(&mut s, "QUIT");
+    let records = m.records(1);
+    let r = &records[0];
+    let codes: Vec<&str> = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["code"].as_str().unwrap_or_default())
+        .collect();
+    // Refused by Postfix itself, so never seen: `client..test` (501),
+    // `FOO=bar` (555), `SIZE=abc` (501). Valid and passed: the quoted local
+    // part, the address literal, `<postmaster>`, NOTIFY, BODY.
+    assert_eq!(
+        codes,
+        [
+            "helo.bare-ip",
+            "helo.changed",
+            "mail.no-angle-brackets",
+            "mail.source-route",
+            "mail.bad-local-part",
+            "mail.8bit-without-smtputf8",
+            "rcpt.no-angle-brackets",
+            "hdr.missing-date",
+            "hdr.duplicate-subject",
+            "hdr.8bit",
+            "hdr.line-too-long",
+        ],
+        "{}\n{}",
+        replies.join("\n"),
+        serde_json::to_string_pretty(r).unwrap_or_default()
+    );
+    // Postfix passes the path as the client wrote it.
+    assert_eq!(r["messages"][0]["sender"], "sender@client.test");
+    assert_eq!(r["messages"][7]["recipients"], 3);
+    assert_eq!(r["messages"][7]["verdict"], "accept");
+    assert!(
+        r["messages"][7]["queue_id"]
+            .as_str()
+            .is_some_and(|q| !q.is_empty())
     );
 }

@@ -20,6 +20,7 @@
 //! configuration file's own path was relative), and every value in it is
 //! within its documented bounds.
 
+pub mod behavior;
 pub mod model;
 mod read;
 mod reload;

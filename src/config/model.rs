@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::behavior::*;
 pub use super::values::*;
 
 /// The whole file.
@@ -32,6 +33,7 @@ pub struct Config {
     pub limits: Limits,
     pub exempt: Exempt,
     pub log: LogSettings,
+    pub behavior: BehaviorSettings,
 }
 
 impl Config {

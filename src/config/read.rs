@@ -78,6 +78,14 @@ pub fn from_str(text: &str, name: &Path, base: &Path) -> Result<Config, ConfigEr
     {
         config.listen = Listen::Unix(base.join(p));
     }
+    if let Some(p) = &config.behavior.records {
+        if p.as_os_str().is_empty() {
+            return Err(ConfigError::whole(name, "behavior.records is empty"));
+        }
+        config.behavior.records = Some(base.join(p));
+    }
+    crate::behavior::Policy::check(&config.behavior)
+        .map_err(|e| ConfigError::whole(name, format!("behavior: {e}")))?;
     Ok(config)
 }
 

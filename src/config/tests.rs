@@ -467,3 +467,137 @@ fn restart_needed_names_fixed_settings() {
     assert!(changes[1].starts_with("milter.max_connections"));
     assert!(restart_needed(&a, &a).is_empty());
 }
+
+#[test]
+fn behavior_defaults() {
+    let c = ok("library: l\n");
+    let b = &c.behavior;
+    assert!(b.enabled);
+    assert_eq!(b.records, None);
+    assert_eq!(b.records_queue.0, 10_000);
+    assert!(b.trusted_networks.is_empty() && b.trusted_logins.is_empty());
+    assert_eq!(b.unknown_commands.disconnect_at.0, 5);
+    assert_eq!(b.unknown_commands.reply.code.as_str(), "421");
+    assert_eq!(b.unknown_commands.reply.status.as_str(), "4.7.0");
+    assert_eq!(b.conformity.judge_factor.0, 0.0);
+    assert_eq!(b.conformity.tempfail_score.0, None);
+    assert_eq!(b.conformity.reject_score.0, None);
+    assert_eq!(b.conformity.max_recipients.0, 100);
+    assert_eq!(b.tracking.ipv4_prefix.0, 32);
+    assert_eq!(b.tracking.ipv6_prefix.0, 64);
+    assert_eq!(b.tracking.max_keys.by_kind(), [300_000, 100_000, 100_000]);
+    assert_eq!(b.tracking.max_memory.0, 256 << 20);
+    assert!(b.limits.is_empty());
+    assert_eq!(b.replies.tempfail.code.as_str(), "451");
+    assert_eq!(b.replies.reject.code.as_str(), "550");
+}
+
+#[test]
+fn behavior_full_section() {
+    let c = ok("\
+library: l
+behavior:
+  records: log/sessions.jsonl
+  trusted_networks: [10.0.0.0/8]
+  trusted_logins: [relay-user]
+  unknown_commands: {disconnect_at: 3, keep: 2, reply: {code: 421, status: 4.7.0, text: Bye}}
+  conformity:
+    weights: {helo.bare-ip: 2.5, hdr.missing-date: 0}
+    judge_factor: 1.5
+    tempfail_score: 5
+    reject_score: off
+    max_recipients: 50
+    own_names: [MX.Example.COM]
+  tracking: {ipv4_prefix: 24, ipv6_prefix: 56, max_keys: {ip: 1000}, max_memory: 64 MiB}
+  limits:
+    - {key: ip, metric: connections, window: 1m, buckets: 6, max: 30}
+    - key: login
+      metric: distinct_ips
+      max: 5
+      action: reject
+      text: Account locked
+");
+    let b = &c.behavior;
+    assert_eq!(b.records, Some("/etc/mailward/log/sessions.jsonl".into()));
+    assert_eq!(b.trusted_logins[0].0, "relay-user");
+    assert_eq!(b.unknown_commands.disconnect_at.0, 3);
+    assert_eq!(b.unknown_commands.reply.text.as_str(), "Bye");
+    let p = crate::behavior::Policy::compile(b);
+    assert_eq!(
+        p.weights.get(crate::behavior::finding::Code::HeloBareIp),
+        2.5
+    );
+    assert_eq!(
+        p.weights
+            .get(crate::behavior::finding::Code::HdrMissingDate),
+        0.0
+    );
+    assert_eq!(p.own_names, ["mx.example.com"]);
+    assert_eq!(p.max_keys, [1000, 100_000, 100_000]);
+    assert_eq!(p.rules.len(), 2);
+    assert_eq!(
+        (p.rules[0].window, p.rules[0].buckets, p.rules[0].max),
+        (60, 6, 30)
+    );
+    assert_eq!(p.rules[1].window, 3600, "default window");
+    assert_eq!(p.rules[1].reply.code, "550");
+    assert_eq!(p.rules[1].reply.text, "Account locked");
+    assert_eq!(p.tempfail_score, Some(5.0));
+    assert_eq!(p.judge_factor, 1.5);
+}
+
+#[test]
+fn behavior_errors_point_at_the_value() {
+    assert_err(
+        "library: l\nbehavior:\n  conformity:\n    weights: {helo.nope: 1}\n",
+        "4:14",
+        "unknown finding code `helo.nope`",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  limits:\n    - {key: ip, metric: connections, max: 1}\n    - {key: ip, metric: distinct_ips, max: 1}\n",
+        "5:7",
+        "metric `distinct_ips` is not counted for key `ip`",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  limits:\n    - {metric: distinct_logins, key: login, max: 1}\n",
+        "4:7",
+        "is not counted for key `login`",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  limits:\n    - {key: ip, metric: connections}\n",
+        "4:7",
+        "missing field `max`",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  limits:\n    - {key: ip, metric: connections, max: 1, per: 2}\n",
+        "4:7",
+        "unknown field `per`",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  limits:\n    - {key: ip, metric: conns, max: 1}\n",
+        "4:",
+        "unknown variant `conns`",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  limits:\n    - {key: ip, metric: spam, max: 1, buckets: 500}\n",
+        "4:",
+        "from 1 to 120",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  unknown_commands: {reply: {code: 521}}\n",
+        "3:",
+        "4xx",
+    );
+    assert_err(
+        "library: l\nbehavior:\n  conformity: {own_names: [bad_name.example]}\n",
+        "3:",
+        "not a domain name",
+    );
+    let e = err(
+        "library: l\nbehavior:\n  tracking: {max_keys: {ip: 10000000}, max_memory: 16 MiB}\n  limits:\n    - {key: ip, metric: connections, max: 1}\n",
+    );
+    assert!(
+        e.starts_with("0:0: behavior: ") && e.contains("over tracking.max_memory"),
+        "{e}"
+    );
+}

@@ -173,6 +173,41 @@ impl Milter {
         c
     }
 
+    /// A connection that has negotiated but not yet connected.
+    pub async fn open(&self) -> TestConnection {
+        TestConnection::configure()
+            .available_actions(Actions::all())
+            .open_tcp(self.addr)
+            .await
+            .unwrap()
+    }
+
+    /// A client from `ip` whose connect was answered with Continue.
+    pub async fn client_from(&self, ip: std::net::IpAddr) -> Client {
+        let mut conn = self.open().await;
+        let status = conn.connect("client.example", ip).await.unwrap();
+        assert_eq!(status, Status::Continue, "connect from {ip}");
+        Client { conn }
+    }
+
+    /// The session records written so far to `name` in the milter's
+    /// directory, waiting (up to 10 s) until there are at least `n`.
+    pub async fn records(&self, name: &str, n: usize) -> Vec<serde_json::Value> {
+        let path = self.dir.path().join(name);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            if lines.len() >= n || std::time::Instant::now() > deadline {
+                return lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                    .collect();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the milter and checks that it stopped cleanly.
     pub async fn stop(mut self) {
         if let Some(s) = self.shutdown.take() {
