@@ -11,6 +11,10 @@
 //! replies it declined (`NR_*`) are not awaited, and only the macros it
 //! asked for are sent, each before its command.
 //!
+//! Sessions send their messages back to back (a closed loop: the load is
+//! as high as the milter allows), or at a fixed overall rate
+//! ([`Options::rate`], for latency under a given load).
+//!
 //! Each message yields a [`MessageResult`]: the final reply (at end of
 //! message, or earlier when the milter decided earlier), the end-of-message
 //! actions (e.g. the verdict header, whose `gen=` tells which rules judged
@@ -294,6 +298,11 @@ pub struct Options {
     /// Checked before each message: once set, sessions finish the message
     /// under way and quit.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Messages per second over the whole run, when set: message slots
+    /// are spaced evenly and dealt to the workers in turn, and a worker
+    /// waits for its next slot (a worker behind schedule sends at once).
+    /// Without it every session sends as fast as the milter answers.
+    pub rate: Option<f64>,
     pub actions: u32,
     pub protocol: u32,
 }
@@ -310,6 +319,7 @@ impl Default for Options {
             login: None,
             timeout: Duration::from_secs(30),
             stop: None,
+            rate: None,
             actions: POSTFIX_ACTIONS,
             protocol: opt::POSTFIX,
         }
@@ -546,6 +556,36 @@ fn wrap(out: &mut String, text: &str, suffix: &str) {
     }
 }
 
+/// What a milter asked for in negotiation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    pub actions: u32,
+    pub protocol: u32,
+    /// Macro names by stage (index: [`Stage`]).
+    pub macros: [Vec<String>; 7],
+}
+
+/// Negotiates with the milter at `target` as [`run`] would, then quits:
+/// which events, replies, macros and actions the milter wants.
+pub async fn negotiate(target: SocketAddr, opts: &Options) -> Result<Negotiated, String> {
+    let mut c = tokio::time::timeout(opts.timeout, Conn::open(target, opts))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let n = Negotiated {
+        actions: c.actions,
+        protocol: c.protocol,
+        macros: c.macros.clone().map(|l| {
+            l.iter()
+                .map(|m| String::from_utf8_lossy(m).into_owned())
+                .collect()
+        }),
+    };
+    c.frame(cmd::QUIT, &[]);
+    let _ = c.flush().await;
+    Ok(n)
+}
+
 /// Sends `mails` to the milter at `target` as `opts` says and returns
 /// every message's result. Runs on the current runtime: on a
 /// current-thread runtime of its own thread, its CPU time is that
@@ -555,7 +595,7 @@ pub async fn run(target: SocketAddr, mails: Arc<[Mail]>, opts: &Options) -> Repo
     let opts = Arc::new(opts.clone());
     let started = Instant::now();
     let workers: Vec<_> = (0..opts.concurrency)
-        .map(|w| tokio::spawn(worker(w, target, mails.clone(), opts.clone())))
+        .map(|w| tokio::spawn(worker(w, target, mails.clone(), opts.clone(), started)))
         .collect();
     let mut results = Vec::new();
     let mut errors = Vec::new();
@@ -588,10 +628,17 @@ async fn worker(
     target: SocketAddr,
     mails: Arc<[Mail]>,
     opts: Arc<Options>,
+    start: Instant,
 ) -> (Vec<MessageResult>, Vec<SessionError>) {
     let mut results = Vec::with_capacity(opts.sessions_per_worker * opts.messages_per_session);
     let mut errors = Vec::new();
     let ip = Ipv4Addr::new(192, 0, 2, 10 + (w % 200) as u8);
+    let mut pace = opts.rate.map(|rate| Pace {
+        start,
+        rate,
+        next: w,
+        step: opts.concurrency,
+    });
     for s in 0..opts.sessions_per_worker {
         if stopped(&opts) {
             break;
@@ -607,6 +654,7 @@ async fn worker(
             &opts,
             &mut results,
             &mut current,
+            pace.as_mut(),
         )
         .await;
         if let Err(error) = outcome {
@@ -619,6 +667,24 @@ async fn worker(
         }
     }
     (results, errors)
+}
+
+/// A worker's share of evenly spaced message slots.
+struct Pace {
+    start: Instant,
+    rate: f64,
+    /// The worker's next slot.
+    next: usize,
+    /// Slots between two of the worker's.
+    step: usize,
+}
+
+impl Pace {
+    async fn wait(&mut self) {
+        let due = self.start + Duration::from_secs_f64(self.next as f64 / self.rate);
+        self.next += self.step;
+        tokio::time::sleep_until(due.into()).await;
+    }
 }
 
 fn stopped(opts: &Options) -> bool {
@@ -637,6 +703,7 @@ async fn run_session(
     opts: &Options,
     results: &mut Vec<MessageResult>,
     current: &mut Option<u64>,
+    mut pace: Option<&mut Pace>,
 ) -> Result<(), String> {
     let mut conn = tokio::time::timeout(opts.timeout, Conn::open(target, opts))
         .await
@@ -650,6 +717,9 @@ async fn run_session(
         r => return Err(format!("connect/HELO answered {r:?}")),
     }
     for k in 0..opts.messages_per_session {
+        if let Some(p) = pace.as_deref_mut() {
+            p.wait().await;
+        }
         if stopped(opts) {
             break;
         }
@@ -700,6 +770,7 @@ struct Conn {
     /// The unread replies are `inbuf[pos..filled]`.
     pos: usize,
     filled: usize,
+    actions: u32,
     protocol: u32,
     /// Requested macro names, by stage.
     macros: [Vec<Vec<u8>>; 7],
@@ -790,6 +861,7 @@ impl Conn {
             inbuf: vec![0; 16 << 10],
             pos: 0,
             filled: 0,
+            actions: 0,
             protocol: 0,
             macros: Default::default(),
             client_name: opts.client_name.clone(),
@@ -808,6 +880,7 @@ impl Conn {
         if kind != b'O' || data.len() < 12 {
             return Err(format!("negotiation answered {:?}", kind as char).into());
         }
+        let actions = u32::from_be_bytes(data[4..8].try_into().unwrap());
         let protocol = u32::from_be_bytes(data[8..12].try_into().unwrap());
         let mut macros: [Vec<Vec<u8>>; 7] = Default::default();
         let mut at = 12;
@@ -822,6 +895,7 @@ impl Conn {
                     .collect();
             }
         }
+        c.actions = actions;
         c.protocol = protocol;
         c.macros = macros;
         Ok(c)
