@@ -282,6 +282,27 @@ struct Run {
     report: Report,
     generator_cpu: Duration,
     process_cpu: Duration,
+    /// CPU the rest of the machine used meanwhile, in cores.
+    background: f64,
+}
+
+/// CPU time the whole machine has spent busy (all cores), from
+/// /proc/stat; zero where there is none.
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else {
+        return Duration::ZERO;
+    };
+    let f: Vec<u64> = cpu
+        .split_ascii_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // counted in user already).
+    let busy: u64 = f.iter().take(8).sum::<u64>() - f.get(3).unwrap_or(&0) - f.get(4).unwrap_or(&0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_secs_f64(busy as f64 / hz as f64)
 }
 
 /// Runs the generator on a thread of its own with a current-thread
@@ -290,6 +311,7 @@ fn drive(target: SocketAddr, mails: &Arc<[Mail]>, opts: &Options) -> Run {
     let mails = mails.clone();
     let opts = opts.clone();
     let before = process_cpu();
+    let busy_before = machine_busy();
     let (report, generator_cpu) = std::thread::Builder::new()
         .name("loadgen".into())
         .spawn(move || {
@@ -305,10 +327,14 @@ fn drive(target: SocketAddr, mails: &Arc<[Mail]>, opts: &Options) -> Run {
         .join()
         .expect("generator thread");
     let process_cpu = process_cpu() - before;
+    let busy = machine_busy().saturating_sub(busy_before);
+    let background =
+        busy.saturating_sub(process_cpu).as_secs_f64() / report.elapsed.as_secs_f64().max(1e-9);
     Run {
         report,
         generator_cpu,
         process_cpu,
+        background,
     }
 }
 
@@ -381,6 +407,7 @@ struct Cell {
     latencies: Vec<Duration>,
     generator_us: Vec<f64>,
     milter_us: Vec<f64>,
+    background: Vec<f64>,
     verdicts: HashMap<String, usize>,
     errors: usize,
 }
@@ -390,6 +417,7 @@ impl Cell {
         let r = &run.report;
         let n = r.results.len().max(1) as f64;
         self.rates.push(r.messages_per_second());
+        self.background.push(run.background);
         self.latencies.extend(r.results.iter().map(|m| m.latency));
         self.generator_us
             .push(run.generator_cpu.as_secs_f64() * 1e6 / n);
@@ -593,13 +621,17 @@ fn main() {
     );
     let _ = writeln!(
         table,
-        "| milter | sessions | msg/s (median) | range | mailward / nothing | p50 ms | p99 ms | milter CPU µs/msg | generator CPU µs/msg |"
+        "| milter | sessions | msg/s (median) | range | mailward / nothing | p50 ms | p99 ms | milter CPU µs/msg | generator CPU µs/msg | CPU-bound ratio | background cores |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        table,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let mut notes = Vec::new();
     for &s in &a.sessions {
-        let base = cells
-            .get(&("nothing".to_string(), s))
-            .map(Cell::median_rate);
+        let nothing = cells.get(&("nothing".to_string(), s));
+        let base = nothing.map(Cell::median_rate);
+        let base_cpu = nothing.map(|c| (median(&c.milter_us), median(&c.generator_us)));
         for (name, _) in &milters {
             let Some(c) = cells.get_mut(&(name.to_string(), s)) else {
                 continue;
@@ -609,15 +641,35 @@ fn main() {
                 ("mailward", Some(b)) if b > 0.0 => format!("{:.0} %", 100.0 * c.median_rate() / b),
                 _ => String::new(),
             };
+            let (milter_us, generator_us) = (median(&c.milter_us), median(&c.generator_us));
+            // Both CPU-bound on the same cores, throughput goes as the
+            // inverse of the CPU a message costs, generator included.
+            let cpu_ratio = match (*name, base_cpu) {
+                ("mailward", Some((bm, bg))) => {
+                    notes.push(format!(
+                        "{s} sessions: mailward needs {:.0} µs more milter CPU per message than the do-nothing milter ({:.2}×; {:.0} % counting the milters alone)",
+                        milter_us - bm,
+                        milter_us / bm,
+                        100.0 * bm / milter_us
+                    ));
+                    format!("{:.0} %", 100.0 * (bm + bg) / (milter_us + generator_us))
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 table,
-                "| {name} | {s} | {:.0} | {lo:.0}–{hi:.0} | {ratio} | {} | {} | {:.0} | {:.0} |",
+                "| {name} | {s} | {:.0} | {lo:.0}–{hi:.0} | {ratio} | {} | {} | {milter_us:.0} | {generator_us:.0} | {cpu_ratio} | {:.2} |",
                 c.median_rate(),
                 ms(c.latency(0.5)),
                 ms(c.latency(0.99)),
-                median(&c.milter_us),
-                median(&c.generator_us),
+                median(&c.background),
             );
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(table);
+        for n in notes {
+            let _ = writeln!(table, "- {n}");
         }
     }
     if !a.paced.is_empty() {
@@ -628,9 +680,9 @@ fn main() {
         );
         let _ = writeln!(
             table,
-            "| milter | offered msg/s | achieved msg/s (median) | p50 ms | p99 ms | p99.9 ms | milter CPU µs/msg |"
+            "| milter | offered msg/s | achieved msg/s (median) | p50 ms | p99 ms | p99.9 ms | milter CPU µs/msg | background cores |"
         );
-        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for &rate in &a.paced {
             for (name, _) in &milters {
                 let Some(c) = paced.get_mut(&(name.to_string(), rate as u64)) else {
@@ -638,12 +690,13 @@ fn main() {
                 };
                 let _ = writeln!(
                     table,
-                    "| {name} | {rate:.0} | {:.0} | {} | {} | {} | {:.0} |",
+                    "| {name} | {rate:.0} | {:.0} | {} | {} | {} | {:.0} | {:.2} |",
                     c.median_rate(),
                     ms(c.latency(0.5)),
                     ms(c.latency(0.99)),
                     ms(c.latency(0.999)),
                     median(&c.milter_us),
+                    median(&c.background),
                 );
             }
         }
