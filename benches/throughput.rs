@@ -201,8 +201,9 @@ fn mails(lib: &[String]) -> (Vec<Mail>, String) {
         assert!(!raw.is_empty(), "no messages under {}", dir.display());
         let mails: Vec<Mail> = raw.iter().map(|r| Mail::from_raw(r)).collect();
         let avg = raw.iter().map(Vec::len).sum::<usize>() / raw.len();
+        let headers = mails.iter().map(|m| m.headers.len()).sum::<usize>() / mails.len();
         let desc = format!(
-            "{} SpamAssassin corpus messages (mean {avg} bytes)",
+            "{} SpamAssassin corpus messages (mean {avg} bytes, {headers} header fields)",
             mails.len()
         );
         return (mails, desc);
