@@ -699,9 +699,9 @@ fn main() {
         );
         let _ = writeln!(
             table,
-            "| milter | offered msg/s | achieved msg/s (median) | p50 ms | p99 ms | p99.9 ms | milter CPU µs/msg | background cores |"
+            "| milter | offered msg/s | achieved msg/s (median) | p50 ms | p99 ms | p99.9 ms | milter CPU µs/msg | generator CPU µs/msg | background cores |"
         );
-        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for &rate in &a.paced {
             for (name, _) in &milters {
                 let Some(c) = paced.get(&(name.to_string(), rate as u64)) else {
@@ -709,12 +709,13 @@ fn main() {
                 };
                 let _ = writeln!(
                     table,
-                    "| {name} | {rate:.0} | {:.0} | {} | {} | {} | {:.0} | {:.2} |",
+                    "| {name} | {rate:.0} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.2} |",
                     c.median_rate(),
                     c.latency(0),
                     c.latency(1),
                     c.latency(2),
                     median(&c.milter_us),
+                    median(&c.generator_us),
                     median(&c.background),
                 );
             }
