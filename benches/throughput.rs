@@ -63,9 +63,10 @@ const ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::QUARANTINE)
     .union(Actions::REQUEST_MACROS);
 const MACROS: &[(MacroStage, &str)] = &[
-    (MacroStage::Connect, "{client_addr} {client_name}"),
+    (MacroStage::Connect, "{client_addr} {client_name} j {daemon_addr}"),
     (MacroStage::Mail, "i {auth_type} {auth_authen} {mail_addr}"),
     (MacroStage::Rcpt, "{rcpt_addr}"),
+    (MacroStage::Data, "i"),
     (MacroStage::Eom, "i"),
 ];
 
@@ -85,6 +86,10 @@ fn do_nothing() -> Callbacks<()> {
             })
         })
         .on_connect(|_, _, _| Box::pin(async { Status::Continue }))
+        .on_helo(|_, _| Box::pin(async { Status::Continue }))
+        .on_data(|_| Box::pin(async { Status::Continue }))
+        .on_unknown(|_, _| Box::pin(async { Status::Continue }))
+        .on_close(|_| Box::pin(async { Status::Continue }))
         .on_mail(|_, _| Box::pin(async { Status::Continue }))
         .on_rcpt(|_, _| Box::pin(async { Status::Continue }))
         .on_header(|_, _, _| Box::pin(async { Status::Continue }))
