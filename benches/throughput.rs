@@ -63,7 +63,10 @@ const ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::QUARANTINE)
     .union(Actions::REQUEST_MACROS);
 const MACROS: &[(MacroStage, &str)] = &[
-    (MacroStage::Connect, "{client_addr} {client_name} j {daemon_addr}"),
+    (
+        MacroStage::Connect,
+        "{client_addr} {client_name} j {daemon_addr}",
+    ),
     (MacroStage::Mail, "i {auth_type} {auth_authen} {mail_addr}"),
     (MacroStage::Rcpt, "{rcpt_addr}"),
     (MacroStage::Data, "i"),
