@@ -194,7 +194,7 @@ impl Tools {
 
 /// Looks for an executable in PATH and the usual system directories (the
 /// sbin directories are often missing from PATH).
-fn find_program(name: &str) -> Option<PathBuf> {
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH").unwrap_or_default();
     env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
@@ -654,7 +654,7 @@ fn listening_with(ss: &Path, port: u16) -> bool {
 }
 
 /// Live (non-zombie) processes whose process group is `pgid`.
-fn process_group(pgid: u32) -> Vec<u32> {
+pub fn process_group(pgid: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -675,7 +675,7 @@ fn process_group(pgid: u32) -> Vec<u32> {
 }
 
 /// Calls `f` until it returns `Some` or `timeout` passes (then one last try).
-fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {

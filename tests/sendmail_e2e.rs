@@ -1,0 +1,290 @@
+//! mailward behind a real Sendmail: the `mailward` binary runs on its own
+//! configuration and library (`support/mailward.rs`), a private Sendmail
+//! instance (`support/sendmail.rs`) consults it through the lines of
+//! `contrib/sendmail/mailward.mc` (only the port changed), and a plain SMTP
+//! client talks to Sendmail.
+//!
+//! Ignored by default: on Debian, installing Sendmail (`sendmail-bin`)
+//! removes Postfix, which the other end-to-end tests need. `.ci/run` runs
+//! these in a second stage, after the Postfix tests:
+//! `cargo test --test sendmail_e2e -- --ignored`. Without Sendmail they
+//! are skipped with a message; with `CI=true` they fail instead.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::mailward::MailwardProcess;
+use support::sendmail::{HOSTNAME, SendmailInstance};
+
+/// Upper bound for each wait on Sendmail or mailward.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The shipped .mc lines.
+const CONTRIB_MC: &str = include_str!("../contrib/sendmail/mailward.mc");
+
+const LIBRARY: &str = "\
+defaults: { weight: 1, category: spam }
+entries:
+  - { text: cheap pills, weight: 12, id: pills }
+  - { text: 发票代开, weight: 12, id: zh-invoice }
+";
+
+const RECORDS: &str = "sessions.jsonl";
+
+/// The contrib lines, pointed at the milter on `port`.
+fn contrib_mc(port: u16) -> String {
+    const SHIPPED: &str = "S=inet:8894@127.0.0.1";
+    assert!(
+        CONTRIB_MC.contains(SHIPPED),
+        "contrib/sendmail/mailward.mc names {SHIPPED}"
+    );
+    CONTRIB_MC.replace(SHIPPED, &format!("S=inet:{port}@127.0.0.1"))
+}
+
+/// mailward with `extra` configuration, and Sendmail in front of it.
+fn start(extra: &str) -> Option<(MailwardProcess, SendmailInstance)> {
+    let m = MailwardProcess::start(
+        LIBRARY,
+        &format!("behavior:\n  records: {RECORDS}\n{extra}"),
+    );
+    let sm = SendmailInstance::builder()
+        .mc(contrib_mc(m.port()))
+        .start()?;
+    Some((m, sm))
+}
+
+/// A plain SMTP client.
+struct Smtp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Smtp {
+    /// Connects, reads the greeting and says EHLO.
+    fn connect(sm: &SendmailInstance) -> Smtp {
+        let stream = TcpStream::connect(sm.smtp_addr()).expect("connect to Sendmail");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut s = Smtp {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = s.reply();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        let ehlo = s.send("EHLO client.test");
+        assert!(ehlo.starts_with("250"), "{ehlo}");
+        s
+    }
+
+    /// The next reply (all its lines); empty when the server closed.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return all,
+                Ok(_) => {}
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        self.reply()
+    }
+
+    /// Sends one message from `sender@client.test` to `to` and returns the
+    /// reply to its end of data (or the first refusal before it).
+    fn message(&mut self, to: &str, headers: &[&str], body: &str) -> String {
+        let r = self.send("MAIL FROM:<sender@client.test>");
+        if !r.starts_with("250") {
+            return r;
+        }
+        let r = self.send(&format!("RCPT TO:<{to}>"));
+        if !r.starts_with("250") {
+            return r;
+        }
+        let r = self.send("DATA");
+        if !r.starts_with("354") {
+            return r;
+        }
+        let mut data = String::from("From: sender@client.test\r\n");
+        data.push_str(&format!("To: {to}\r\n"));
+        data.push_str("Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n");
+        data.push_str("Message-ID: <e2e@client.test>\r\n");
+        for h in headers {
+            data.push_str(h);
+            data.push_str("\r\n");
+        }
+        data.push_str("\r\n");
+        data.push_str(&body.replace('\n', "\r\n"));
+        data.push_str("\r\n.");
+        self.send(&data)
+    }
+}
+
+/// The queue id in Sendmail's `250 2.0.0 <id> Message accepted for delivery`.
+fn queue_id(reply: &str) -> String {
+    reply
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no queue id in {reply:?}"))
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs Sendmail, which replaces Postfix: .ci/run runs it in its second stage"]
+fn spam_is_refused_with_550_and_ham_delivered() {
+    let Some((m, sm)) = start("judge:\n  reject_score: 10\n  tempfail_score: 6\n") else {
+        return;
+    };
+    let to = sm.address("user");
+
+    let mut s = Smtp::connect(&sm);
+    let r = s.message(&to, &["Subject: deal"], "Get CHEAP\n  Pills today.");
+    assert_eq!(
+        r.trim_end(),
+        "550 5.7.1 Message refused by content filter",
+        "spam refused at end of data"
+    );
+    // Same session: RSET reaches mailward as an abort, the next message is
+    // judged on its own.
+    assert!(s.send("RSET").starts_with("250"));
+    let r = s.message(&to, &["Subject: hello"], "A friendly note about lunch.");
+    assert!(r.starts_with("250 2.0.0 "), "ham accepted: {r}");
+    let ham_id = queue_id(&r);
+    assert!(s.send("QUIT").starts_with("221"));
+
+    // Sendmail logs the milter's verdict under its queue id.
+    let line = sm
+        .wait_log(
+            "Milter: data, reject=550 5.7.1 Message refused by content filter",
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("no milter reject line in Sendmail's log:\n{}", sm.log()));
+    let spam_id = line
+        .split(": Milter:")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .expect("queue id in the Milter line")
+        .to_string();
+    // mailward logs the same queue ids (macro i) with its verdicts.
+    let verdict = m
+        .wait_log(&[&spam_id, "verdict=reject", "ids=pills"], WAIT)
+        .unwrap_or_else(|| panic!("no mailward line for {spam_id}:\n{}", m.log()));
+    assert!(verdict.contains("act=reject"), "{verdict}");
+    assert!(
+        m.wait_log(&[&ham_id, "verdict=accept", "act=deliver"], WAIT)
+            .is_some(),
+        "no accept line for {ham_id}:\n{}",
+        m.log()
+    );
+
+    let delivered = sm
+        .wait_delivered(|msg| msg.contains("Subject: hello"), WAIT)
+        .unwrap_or_else(|| panic!("ham not delivered; queue {:?}", sm.queue()));
+    assert!(delivered.contains("friendly note"), "{delivered}");
+    assert!(
+        delivered.contains(&format!("by {HOSTNAME}")),
+        "Sendmail's Received line: {delivered}"
+    );
+    assert!(
+        !delivered.contains("X-Mailward"),
+        "no header on accepted mail by default\n{delivered}"
+    );
+    assert!(
+        sm.delivered()
+            .iter()
+            .all(|msg| !msg.contains("Subject: deal")),
+        "spam never delivered"
+    );
+
+    // One session record: both messages, with Sendmail's queue ids.
+    let records = m.records(RECORDS, 1, WAIT);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["helo"], "client.test");
+    assert_eq!(r["client"]["addr"], "127.0.0.1");
+    let messages = r["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 2, "{r}");
+    assert_eq!(messages[0]["queue_id"], spam_id.as_str());
+    assert_eq!(messages[0]["verdict"], "reject");
+    assert_eq!(messages[0]["refused_by"], "content");
+    assert_eq!(messages[1]["queue_id"], ham_id.as_str());
+    assert_eq!(messages[1]["verdict"], "accept");
+    // Sendmail passes the path with its angle brackets.
+    assert_eq!(messages[1]["sender"], "<sender@client.test>");
+    assert_eq!(messages[1]["recipients"], 1);
+}
+
+#[test]
+#[ignore = "needs Sendmail, which replaces Postfix: .ci/run runs it in its second stage"]
+fn tag_mode_adds_the_verdict_header_and_removes_forged_ones() {
+    let Some((_m, sm)) = start("judge:\n  mode: tag\n") else {
+        return;
+    };
+    let to = sm.address("user");
+    let mut s = Smtp::connect(&sm);
+    let r = s.message(
+        &to,
+        &[
+            "Subject: =?UTF-8?B?5Y+R56Wo?=",
+            "X-Mailward: score=0.0 verdict=accept",
+            "Content-Type: text/plain; charset=UTF-8",
+            "Content-Transfer-Encoding: 8bit",
+            "X-Mailward: score=-5 verdict=accept",
+        ],
+        "本公司长期发票代开，欢迎来电。",
+    );
+    assert!(r.starts_with("250 2.0.0 "), "tag mode delivers: {r}");
+    assert!(s.send("QUIT").starts_with("221"));
+    let delivered = sm
+        .wait_delivered(|msg| msg.contains("X-Mailward"), WAIT)
+        .unwrap_or_else(|| panic!("nothing delivered; queue {:?}", sm.queue()));
+    let headers: Vec<&str> = delivered
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("X-Mailward"))
+        .collect();
+    assert_eq!(
+        headers,
+        ["X-Mailward: score=12.0 verdict=reject gen=1"],
+        "one header, mailward's; both forged ones removed\n{delivered}"
+    );
+}
+
+#[test]
+#[ignore = "needs Sendmail, which replaces Postfix: .ci/run runs it in its second stage"]
+fn a_stopped_milter_gives_a_temporary_failure_with_f_t() {
+    let Some((mut m, sm)) = start("") else {
+        return;
+    };
+    let to = sm.address("user");
+    let mut s = Smtp::connect(&sm);
+    let r = s.message(&to, &["Subject: before"], "Nothing to see.");
+    assert!(r.starts_with("250"), "accepted while mailward runs: {r}");
+    assert!(s.send("QUIT").starts_with("221"));
+
+    m.stop();
+    let mut s = Smtp::connect(&sm);
+    let r = s.message(&to, &["Subject: after"], "Nothing to see either.");
+    assert!(
+        r.starts_with("451 4."),
+        "F=T: a temporary failure while mailward is down: {r}"
+    );
+    assert!(
+        sm.wait_log("Milter (mailward): to error state", WAIT)
+            .is_some(),
+        "{}",
+        sm.log()
+    );
+}

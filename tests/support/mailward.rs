@@ -1,0 +1,152 @@
+//! The `mailward` binary as a child process, for end-to-end tests behind a
+//! real MTA.
+//!
+//! [`MailwardProcess::start`] writes a library and a `milter.yaml` that
+//! listens on `inet:127.0.0.1:<free port>` into a fresh temporary
+//! directory, starts `mailward --config` on them with its log (at `info`)
+//! going to `DIR/mailward.log`, and waits until the port listens (`ss`,
+//! never by connecting: a connection would be a milter session). If the
+//! port was taken in between, the child exits and a new port is tried.
+//! Dropping it kills the child by its pid and removes the directory.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::postfix::{free_port, poll, wait_listening};
+
+/// A running `mailward`; killed on drop.
+pub struct MailwardProcess {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl MailwardProcess {
+    /// Starts mailward on `library` (the text of `library.yaml`) with
+    /// `extra` appended to its configuration (`judge:`, `behavior:`, …).
+    /// Relative paths in `extra` (e.g. `records: sessions.jsonl`) start in
+    /// the process's directory.
+    pub fn start(library: &str, extra: &str) -> MailwardProcess {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let dir = make_dir();
+            let port = free_port();
+            fs::write(dir.join("library.yaml"), library).expect("write library.yaml");
+            let config = dir.join("milter.yaml");
+            fs::write(
+                &config,
+                format!("listen: inet:127.0.0.1:{port}\nlibrary: library.yaml\n{extra}"),
+            )
+            .expect("write milter.yaml");
+            let log = fs::File::create(dir.join("mailward.log")).expect("create mailward.log");
+            let child = Command::new(env!("CARGO_BIN_EXE_mailward"))
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn mailward");
+            let mut m = MailwardProcess {
+                child: Some(child),
+                port,
+                dir,
+            };
+            let up = poll(Duration::from_secs(30), || {
+                if wait_listening(port, Duration::ZERO) {
+                    return Some(true);
+                }
+                m.exited().then_some(false)
+            });
+            if up == Some(true) {
+                return m;
+            }
+            eprintln!("mailward did not listen on {port}:\n{}", m.log());
+        }
+        panic!("mailward did not start on any port");
+    }
+
+    /// The milter's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of its configuration, library and log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("mailward.log")).unwrap_or_default()
+    }
+
+    /// Polls the log until a line contains every one of `parts`.
+    pub fn wait_log(&self, parts: &[&str], timeout: Duration) -> Option<String> {
+        poll(timeout, || {
+            self.log()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .map(str::to_owned)
+        })
+    }
+
+    /// The session records in `name` (relative to its directory), once
+    /// there are at least `n` of them or after `timeout`.
+    pub fn records(&self, name: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let path = self.dir.join(name);
+        let read = || fs::read_to_string(&path).unwrap_or_default();
+        let text = poll(timeout, || {
+            let t = read();
+            (t.lines().count() >= n).then_some(t)
+        })
+        .unwrap_or_else(read);
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Kills the process (SIGKILL by pid) and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+}
+
+impl Drop for MailwardProcess {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- mailward log ---\n{}", self.log());
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn make_dir() -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "mailward-bin-{}-{n}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create the mailward directory");
+    dir
+}
