@@ -264,6 +264,46 @@ fn tag_mode_adds_the_verdict_header_and_removes_forged_ones() {
 
 #[test]
 #[ignore = "needs Sendmail, which replaces Postfix: .ci/run runs it in its second stage"]
+fn quarantine_holds_the_message_in_sendmails_queue() {
+    let Some((m, sm)) =
+        start("judge:\n  reject_score: off\n  tempfail_score: off\n  quarantine_score: 5\n")
+    else {
+        return;
+    };
+    let to = sm.address("user");
+    let mut s = Smtp::connect(&sm);
+    let r = s.message(&to, &["Subject: deal"], "cheap pills");
+    assert!(r.starts_with("250 2.0.0 "), "accepted, then held: {r}");
+    let id = queue_id(&r);
+    assert!(s.send("QUIT").starts_with("221"));
+    let line = sm
+        .wait_log("quarantine=", WAIT)
+        .unwrap_or_else(|| panic!("no quarantine line:\n{}", sm.log()));
+    assert!(line.contains(&id), "{line}");
+    assert!(line.contains("held by content filter"), "{line}");
+    assert!(
+        m.wait_log(&[&id, "verdict=quarantine", "act=quarantine"], WAIT)
+            .is_some(),
+        "{}",
+        m.log()
+    );
+    // A quarantined queue file is an hf file, left for the administrator.
+    let held = format!("hf{id}");
+    assert!(
+        super_poll(|| sm.queue().contains(&held)),
+        "queue: {:?}",
+        sm.queue()
+    );
+    assert!(sm.delivered().is_empty(), "nothing delivered");
+}
+
+/// Polls `f` for up to [`WAIT`].
+fn super_poll(f: impl Fn() -> bool) -> bool {
+    support::postfix::poll(WAIT, || f().then_some(())).is_some()
+}
+
+#[test]
+#[ignore = "needs Sendmail, which replaces Postfix: .ci/run runs it in its second stage"]
 fn a_stopped_milter_gives_a_temporary_failure_with_f_t() {
     let Some((mut m, sm)) = start("") else {
         return;
