@@ -7,11 +7,14 @@
 //! going to `DIR/mailward.log`, and waits until the port listens (`ss`,
 //! never by connecting: a connection would be a milter session). If the
 //! port was taken in between, the child exits and a new port is tried.
-//! Dropping it kills the child by its pid and removes the directory.
+//! [`MailwardProcess::start_unix`] listens on a unix socket instead, and
+//! waits for the socket file. Dropping it kills the child by its pid and
+//! removes the directory.
 
 #![allow(dead_code)]
 
 use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,9 +25,13 @@ use super::postfix::{free_port, poll, wait_listening};
 /// A running `mailward`; killed on drop.
 pub struct MailwardProcess {
     child: Option<Child>,
+    /// The TCP port; 0 with a unix socket.
     port: u16,
     dir: PathBuf,
 }
+
+/// How long mailward may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl MailwardProcess {
     /// Starts mailward on `library` (the text of `library.yaml`) with
@@ -34,37 +41,13 @@ impl MailwardProcess {
     pub fn start(library: &str, extra: &str) -> MailwardProcess {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
-            let dir = make_dir();
             let port = free_port();
-            fs::write(dir.join("library.yaml"), library).expect("write library.yaml");
-            let config = dir.join("milter.yaml");
-            fs::write(
-                &config,
-                format!("listen: inet:127.0.0.1:{port}\nlibrary: library.yaml\n{extra}"),
-            )
-            .expect("write milter.yaml");
-            let log = fs::File::create(dir.join("mailward.log")).expect("create mailward.log");
-            let child = Command::new(env!("CARGO_BIN_EXE_mailward"))
-                .arg("--config")
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn mailward");
-            let mut m = MailwardProcess {
-                child: Some(child),
+            let mut m = MailwardProcess::spawn(
+                library,
+                &format!("listen: inet:127.0.0.1:{port}\n{extra}"),
                 port,
-                dir,
-            };
-            let up = poll(Duration::from_secs(30), || {
-                if wait_listening(port, Duration::ZERO) {
-                    return Some(true);
-                }
-                m.exited().then_some(false)
-            });
-            if up == Some(true) {
+            );
+            if m.wait_until(|| wait_listening(port, Duration::ZERO)) {
                 return m;
             }
             eprintln!("mailward did not listen on {port}:\n{}", m.log());
@@ -72,7 +55,65 @@ impl MailwardProcess {
         panic!("mailward did not start on any port");
     }
 
-    /// The milter's port on 127.0.0.1.
+    /// Like [`MailwardProcess::start`], listening on the unix socket
+    /// `socket` with mode `0666` (so that an MTA running as another user
+    /// can connect).
+    pub fn start_unix(library: &str, socket: &Path, extra: &str) -> MailwardProcess {
+        let mut m = MailwardProcess::spawn(
+            library,
+            &format!(
+                "listen: unix:{}\nsocket_mode: \"0666\"\n{extra}",
+                socket.display()
+            ),
+            0,
+        );
+        let is_socket = || fs::symlink_metadata(socket).is_ok_and(|md| md.file_type().is_socket());
+        if !m.wait_until(is_socket) {
+            panic!(
+                "mailward did not listen on {}:\n{}",
+                socket.display(),
+                m.log()
+            );
+        }
+        m
+    }
+
+    /// Writes the library and the configuration (`listen` and the rest
+    /// in `config`) into a fresh directory and starts mailward on them.
+    fn spawn(library: &str, config: &str, port: u16) -> MailwardProcess {
+        let dir = make_dir();
+        fs::write(dir.join("library.yaml"), library).expect("write library.yaml");
+        let path = dir.join("milter.yaml");
+        fs::write(&path, format!("library: library.yaml\n{config}")).expect("write milter.yaml");
+        let log = fs::File::create(dir.join("mailward.log")).expect("create mailward.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_mailward"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn mailward");
+        MailwardProcess {
+            child: Some(child),
+            port,
+            dir,
+        }
+    }
+
+    /// Polls `ready` until it holds (true) or the process exits or the
+    /// start timeout passes (false).
+    fn wait_until(&mut self, ready: impl Fn() -> bool) -> bool {
+        poll(START_TIMEOUT, || {
+            if ready() {
+                return Some(true);
+            }
+            self.exited().then_some(false)
+        }) == Some(true)
+    }
+
+    /// The milter's port on 127.0.0.1 (0 with a unix socket).
     pub fn port(&self) -> u16 {
         self.port
     }
