@@ -65,6 +65,14 @@ struct Smtp {
 impl Smtp {
     /// Connects, reads the greeting and says EHLO.
     fn connect(sm: &SendmailInstance) -> Smtp {
+        let mut s = Smtp::greeted(sm);
+        let ehlo = s.send("EHLO client.test");
+        assert!(ehlo.starts_with("250"), "{ehlo}");
+        s
+    }
+
+    /// Connects and reads the greeting.
+    fn greeted(sm: &SendmailInstance) -> Smtp {
         let stream = TcpStream::connect(sm.smtp_addr()).expect("connect to Sendmail");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         let writer = stream.try_clone().expect("clone");
@@ -74,8 +82,6 @@ impl Smtp {
         };
         let greeting = s.reply();
         assert!(greeting.starts_with("220"), "{greeting}");
-        let ehlo = s.send("EHLO client.test");
-        assert!(ehlo.starts_with("250"), "{ehlo}");
         s
     }
 
@@ -326,5 +332,142 @@ fn a_stopped_milter_gives_a_temporary_failure_with_f_t() {
             .is_some(),
         "{}",
         sm.log()
+    );
+}
+
+/// The forms of `tests/postfix_mailward.rs`'s conformity probe, through
+/// Sendmail with its defaults: what reaches the checks (docs/behavior.md,
+/// "What the MTA lets through").
+#[test]
+#[ignore = "needs Sendmail, which replaces Postfix: .ci/run runs it in its second stage"]
+fn what_sendmail_passes_to_the_conformity_checks() {
+    let Some((m, sm)) = start("") else {
+        return;
+    };
+    let mut s = Smtp::greeted(&sm);
+    let to = format!("RCPT TO:<{}>", sm.address("user"));
+    let mut replies = Vec::new();
+    let mut say = |s: &mut Smtp, line: &str| {
+        let r = s.send(line);
+        replies.push(format!("{line} -> {}", r.trim_end()));
+        r
+    };
+    // Sendmail takes MAIL before any HELO.
+    assert!(say(&mut s, "MAIL FROM:<early@client.test>").starts_with("250"));
+    say(&mut s, "RSET");
+    say(&mut s, "EHLO 192.0.2.1");
+    say(&mut s, "EHLO client.test");
+    // An unknown command reaches the milter with its argument.
+    say(&mut s, "XBAR one");
+    for mail in [
+        "MAIL FROM:sender@client.test",
+        "MAIL FROM:<@relay.test:sender@client.test>",
+        "MAIL FROM:<\"john doe\"@client.test>",
+        "MAIL FROM:<sender@[192.0.2.1]>",
+        "MAIL FROM:<a..b@client.test>",
+        "MAIL FROM:<sender@client..test>",
+        "MAIL FROM:<sender@client.test> FOO=bar",
+        "MAIL FROM:<sender@client.test> SIZE=abc",
+        "MAIL FROM:<jos\u{e9}@client.test>",
+        "MAIL FROM:<sender@client.test> BODY=8BITMIME",
+    ] {
+        say(&mut s, mail);
+        say(&mut s, &to);
+        say(&mut s, "RSET");
+    }
+    // Between a transaction's end and the next MAIL, Sendmail keeps unknown
+    // commands from its milters.
+    say(&mut s, "XFOO two");
+    say(&mut s, "MAIL FROM:<sender@client.test>");
+    say(&mut s, "RCPT TO:<postmaster>");
+    say(&mut s, "RCPT TO:user@example.test");
+    say(&mut s, "RCPT TO:<user@example.test> NOTIFY=NEVER");
+    say(&mut s, "DATA");
+    let long = "x".repeat(1200);
+    let data = format!(
+        "Subject: one\r\nSubject: two\r\nX-Long: {long}\r\nX-Utf8: h\u{e9}\r\n\r\nbody\r\n."
+    );
+    let end = say(&mut s, &data);
+    assert!(end.starts_with("250"), "{end}");
+    say(&mut s, "QUIT");
+    let records = m.records(RECORDS, 1, WAIT);
+    let r = &records[0];
+    let codes: Vec<&str> = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["code"].as_str().unwrap_or_default())
+        .collect();
+    let context = || {
+        format!(
+            "{}\n{}",
+            replies.join("\n"),
+            serde_json::to_string_pretty(r).unwrap_or_default()
+        )
+    };
+    // Refused by Sendmail itself, so never seen: `client..test` (553
+    // 5.1.2), `FOO=bar` (555 5.5.4). Passed: everything else, SIZE=abc
+    // included; Sendmail adds no Date or From for the client.
+    assert_eq!(
+        codes,
+        [
+            "mail.no-helo",
+            "helo.bare-ip",
+            "helo.changed",
+            "cmd.unknown",
+            "mail.no-angle-brackets",
+            "mail.source-route",
+            "mail.bad-local-part",
+            "mail.bad-param",
+            "mail.8bit-without-smtputf8",
+            "rcpt.no-angle-brackets",
+            "hdr.missing-from",
+            "hdr.missing-date",
+            "hdr.duplicate-subject",
+            "hdr.8bit",
+            "hdr.line-too-long",
+        ],
+        "{}",
+        context()
+    );
+    assert_eq!(
+        r["unknown_commands"],
+        serde_json::json!(["XBAR one"]),
+        "{}",
+        context()
+    );
+    let messages = r["messages"].as_array().expect("messages");
+    // Sendmail passes the path as the client wrote it.
+    assert_eq!(messages[1]["sender"], "sender@client.test", "{}", context());
+    let last = messages.last().expect("a message");
+    assert_eq!(last["verdict"], "accept", "{}", context());
+    assert_eq!(last["recipients"], 3, "{}", context());
+}
+
+#[test]
+#[ignore = "needs Sendmail, which replaces Postfix: .ci/run runs it in its second stage"]
+fn unknown_commands_through_sendmail_end_with_mailwards_421() {
+    let Some((m, sm)) = start("  unknown_commands: {disconnect_at: 3}\n") else {
+        return;
+    };
+    let mut s = Smtp::connect(&sm);
+    for cmd in ["XFOO", "XBAR one two"] {
+        let r = s.send(cmd);
+        assert!(r.starts_with("500 5.5.1"), "Sendmail's own answer: {r}");
+    }
+    let r = s.send("XBAZ");
+    assert_eq!(
+        r.trim_end(),
+        "421 4.7.0 Too many unknown commands, closing connection"
+    );
+    assert_eq!(s.reply(), "", "Sendmail hung up");
+    let records = m.records(RECORDS, 1, WAIT);
+    let r = &records[0];
+    assert_eq!(r["unknown_total"], 3);
+    assert_eq!(r["disconnected"], true);
+    // Sendmail passes the whole command line.
+    assert_eq!(
+        r["unknown_commands"],
+        serde_json::json!(["XFOO", "XBAR one two", "XBAZ"])
     );
 }
