@@ -296,7 +296,7 @@ fn quarantine_holds_the_message_in_sendmails_queue() {
     // A quarantined queue file is an hf file, left for the administrator.
     let held = format!("hf{id}");
     assert!(
-        super_poll(|| sm.queue().contains(&held)),
+        eventually(|| sm.queue().contains(&held)),
         "queue: {:?}",
         sm.queue()
     );
@@ -304,7 +304,7 @@ fn quarantine_holds_the_message_in_sendmails_queue() {
 }
 
 /// Polls `f` for up to [`WAIT`].
-fn super_poll(f: impl Fn() -> bool) -> bool {
+fn eventually(f: impl Fn() -> bool) -> bool {
     support::postfix::poll(WAIT, || f().then_some(())).is_some()
 }
 
