@@ -140,7 +140,12 @@ pub async fn run_with(
     log::info!("rules gen=1: {}", rules.describe());
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.register(&rules);
+    let http_bound = opts.http_bound;
     let http_listener = match rules.config.metrics.listen {
+        None => {
+            drop(http_bound);
+            None
+        }
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr.0)
                 .await
@@ -154,12 +159,11 @@ pub async fn run_with(
                     "off"
                 }
             );
-            if let Some(tx) = opts.http_bound {
+            if let Some(tx) = http_bound {
                 let _ = tx.send(bound);
             }
             Some(l)
         }
-        None => None,
     };
     let http_connections = rules.config.metrics.max_connections.0;
     let monitor = Arc::new(behavior::Monitor::new(&rules.config, 1, opts.clock));
