@@ -259,9 +259,12 @@ impl TopEntries {
 /// in the per-thread category maps.
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
+/// A category map with the metrics id and the rules generation it is for.
+type CachedMap = (usize, u64, Arc<[u16]>);
+
 thread_local! {
-    /// (metrics id, generation, category map) last used on this thread.
-    static CATEGORY_MAP: RefCell<Option<(usize, u64, Arc<[u16]>)>> = const { RefCell::new(None) };
+    /// The category map last used on this thread.
+    static CATEGORY_MAP: RefCell<Option<CachedMap>> = const { RefCell::new(None) };
 }
 
 /// Everything counted by the milter itself (behavior monitoring counts in
