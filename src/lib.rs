@@ -207,7 +207,9 @@ pub async fn run_with(
     )
     .await;
     if let Some(h) = http {
+        // Its listener and connections close with the task.
         h.abort();
+        let _ = h.await;
     }
     relay.abort();
     reloader.abort();

@@ -229,7 +229,9 @@ async fn metrics_count_sessions_and_the_admin_api_unblocks_a_client() {
         value(&text, "mailward_library_hits_total{category=\"pharma\"}"),
         2.0
     );
+    // The listener stops with the milter.
     m.stop().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
 #[tokio::test]
