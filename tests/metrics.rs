@@ -247,6 +247,7 @@ async fn bad_requests_get_errors_and_the_listener_goes_on() {
         ("GET", "/admin/key/ip/not-an-address", 400),
         ("GET", "/admin/key/ip/", 400),
         ("GET", "/admin/key/login/%FF%FE", 400),
+        ("DELETE", "/admin/key/login/bob%0Aadmin:%20reset", 400),
         ("GET", "/admin/key/sender/%3C%3E", 400),
         ("POST", "/metrics", 405),
         ("PUT", "/admin/key/ip/192.0.2.1", 405),

@@ -282,6 +282,11 @@ async fn admin(
     if value.is_empty() || value.len() > MAX_VALUE {
         return error(StatusCode::BAD_REQUEST, "the key must have 1 to 1024 bytes");
     }
+    // The milter never counts a key with control characters (and the
+    // reset is logged).
+    if value.chars().any(char::is_control) {
+        return error(StatusCode::BAD_REQUEST, "the key has control characters");
+    }
     let policy = http.monitor.policy(&rules.config, rules.generation);
     let key_text = match canonical(kind, &value, &policy) {
         Ok(k) => k,
