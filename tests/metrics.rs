@@ -53,6 +53,42 @@ fn value(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
+/// Checks the text format: every sample is `name{labels} value` with a
+/// number, after the `# TYPE` line of its family, and no family is
+/// declared twice.
+fn well_formed(text: &str) {
+    let mut declared: Vec<(&str, &str)> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(!declared.iter().any(|(n, _)| *n == name), "twice: {name}");
+            declared.push((name, kind));
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, v) = line.rsplit_once(' ').unwrap();
+        assert!(v.parse::<f64>().is_ok(), "{line}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+        }
+        let family = declared.last().map(|(n, _)| *n).unwrap_or("");
+        let ok = name == family
+            || declared.last().is_some_and(|(_, k)| *k == "histogram")
+                && ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(family));
+        assert!(ok, "{line} outside its family {family}");
+    }
+}
+
 /// Scrapes until `series` reads `want` (sessions end after the client has
 /// its answer), at most 10 s.
 async fn eventually(addr: SocketAddr, series: &str, want: f64) -> String {
@@ -160,6 +196,7 @@ async fn metrics_count_sessions_and_the_admin_api_unblocks_a_client() {
         assert_eq!(value(&text, series), want, "{series}");
     }
     assert!(value(&text, "process_resident_memory_bytes") > 0.0);
+    well_formed(&text);
     // Each family is declared once, before its samples.
     assert_eq!(
         text.matches("# TYPE mailward_scan_seconds histogram\n")
