@@ -15,8 +15,8 @@
 //! [`message`] (raw message to texts), [`scan_message`] (message to hits),
 //! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
 //! (reloads), [`behavior`] (conformity checks, counters, limits, session
-//! records), `milter` (the callbacks), [`located`] (errors naming
-//! file:line:col).
+//! records), `milter` (the callbacks), `metrics` (counters, the metrics
+//! listener and the admin API), [`located`] (errors naming file:line:col).
 
 pub mod behavior;
 pub mod config;
@@ -24,6 +24,7 @@ pub mod judge;
 pub mod library;
 pub mod located;
 pub mod message;
+mod metrics;
 mod milter;
 pub mod rules;
 pub mod scan_message;
@@ -31,10 +32,11 @@ mod state;
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use indymilter::Listener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub use config::Config;
 pub use milter::is_role_recipient;
@@ -48,6 +50,8 @@ pub enum RunError {
     Rules(RulesError),
     /// The listener failed.
     Io(std::io::Error),
+    /// The metrics listener (`metrics.listen`) could not be bound.
+    Http(SocketAddr, std::io::Error),
 }
 
 impl fmt::Display for RunError {
@@ -55,6 +59,7 @@ impl fmt::Display for RunError {
         match self {
             RunError::Rules(e) => e.fmt(f),
             RunError::Io(e) => write!(f, "milter: {e}"),
+            RunError::Http(a, e) => write!(f, "metrics.listen {a}: {e}"),
         }
     }
 }
@@ -85,9 +90,42 @@ pub async fn run(
 pub async fn run_with_clock(
     listener: impl Listener,
     config: Config,
-    mut reload: mpsc::Receiver<Reload>,
+    reload: mpsc::Receiver<Reload>,
     shutdown: impl Future,
     clock: Arc<dyn behavior::Clock>,
+) -> Result<(), RunError> {
+    let opts = RunOptions {
+        clock,
+        ..RunOptions::default()
+    };
+    run_with(listener, config, reload, shutdown, opts).await
+}
+
+/// What tests and embedders may set beside the configuration.
+pub struct RunOptions {
+    /// The clock behavior monitoring counts time by.
+    pub clock: Arc<dyn behavior::Clock>,
+    /// Told the address the metrics listener bound (`metrics.listen` with
+    /// port 0 takes any free port).
+    pub http_bound: Option<oneshot::Sender<SocketAddr>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            clock: Arc::new(behavior::SystemClock),
+            http_bound: None,
+        }
+    }
+}
+
+/// [`run`] with [`RunOptions`].
+pub async fn run_with(
+    listener: impl Listener,
+    config: Config,
+    mut reload: mpsc::Receiver<Reload>,
+    shutdown: impl Future,
+    opts: RunOptions,
 ) -> Result<(), RunError> {
     let milter_config = indymilter::Config {
         max_connections: config.milter.max_connections.0,
@@ -100,28 +138,79 @@ pub async fn run_with_clock(
         .map_err(|e| RunError::Rules(RulesError::Internal(e.to_string())))?
         .map_err(RunError::Rules)?;
     log::info!("rules gen=1: {}", rules.describe());
-    let monitor = Arc::new(behavior::Monitor::new(&rules.config, 1, clock));
+    let metrics = Arc::new(metrics::Metrics::new());
+    metrics.register(&rules);
+    let http_bound = opts.http_bound;
+    let http_listener = match rules.config.metrics.listen {
+        None => {
+            drop(http_bound);
+            None
+        }
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr.0)
+                .await
+                .map_err(|e| RunError::Http(addr.0, e))?;
+            let bound = l.local_addr().map_err(|e| RunError::Http(addr.0, e))?;
+            log::info!(
+                "metrics on http://{bound}/metrics, admin API {}",
+                if rules.config.admin.enabled {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
+            if let Some(tx) = http_bound {
+                let _ = tx.send(bound);
+            }
+            Some(l)
+        }
+    };
+    let http_connections = rules.config.metrics.max_connections.0;
+    let monitor = Arc::new(behavior::Monitor::new(&rules.config, 1, opts.clock));
     let shared = Arc::new(state::Shared::new(rules));
     // Every reload request (SIGHUP) first reopens the session record file,
-    // whether or not the reload succeeds, so that logrotate works.
+    // whether or not the reload succeeds, so that logrotate works; its
+    // outcome is counted for the metrics.
     let (forward, forwarded) = mpsc::channel(4);
     let records = monitor.clone();
+    let counted = metrics.clone();
     let relay = tokio::spawn(async move {
         while let Some(req) = reload.recv().await {
             records.reopen_records();
-            if forward.send(req).await.is_err() {
+            let (mine, outcome) = Reload::with_reply();
+            if forward.send(mine).await.is_err() {
                 break;
             }
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                if let Ok(o) = outcome.await {
+                    counted.reload(o.is_ok());
+                    req.answer(o);
+                }
+            });
         }
     });
     let reloader = tokio::spawn(state::reload_task(shared.clone(), forwarded));
+    let http = http_listener.map(|l| {
+        let h = Arc::new(metrics::http::Http {
+            shared: shared.clone(),
+            monitor: monitor.clone(),
+            metrics: metrics.clone(),
+        });
+        tokio::spawn(metrics::http::serve(l, h, http_connections))
+    });
     let result = indymilter::run(
         listener,
-        milter::callbacks(shared, monitor.clone()),
+        milter::callbacks(shared, monitor.clone(), metrics),
         milter_config,
         shutdown,
     )
     .await;
+    if let Some(h) = http {
+        // Its listener and connections close with the task.
+        h.abort();
+        let _ = h.await;
+    }
     relay.abort();
     reloader.abort();
     // The closed sessions' records are queued: write them before returning.

@@ -218,7 +218,7 @@ async fn serve(config: Config) -> ExitCode {
             // like a bad configuration.
             match e {
                 RunError::Rules(_) => ExitCode::from(EXIT_USAGE),
-                RunError::Io(_) => ExitCode::from(EXIT_FAILURE),
+                RunError::Io(_) | RunError::Http(..) => ExitCode::from(EXIT_FAILURE),
             }
         }
     }

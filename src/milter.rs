@@ -31,10 +31,12 @@ use indymilter::{
     ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
 
+use crate::behavior::finding::Stage;
 use crate::behavior::{Decision, Monitor, Policy, SessionState};
 use crate::config::model::{OnError, Reply, ReplyKind};
 use crate::judge::{self, Act, Disposition, Exemption};
 use crate::library::Scanner;
+use crate::metrics::{Metrics, SessionGuard};
 use crate::rules::{Evaluation, Rules};
 use crate::state::Shared;
 
@@ -70,6 +72,8 @@ pub struct Session {
     behavior: SessionState,
     /// The behavior policy; `None` when behavior monitoring is off.
     policy: Option<Arc<Policy>>,
+    /// Counts the session as active while it lives.
+    _active: Option<SessionGuard>,
 }
 
 /// Per-message state, from MAIL to end of message.
@@ -179,49 +183,67 @@ thread_local! {
     static SCANNER: RefCell<Scanner> = RefCell::new(Scanner::new());
 }
 
-/// The callbacks, sharing `shared` for the current rules and `monitor`
-/// for behavior.
-pub fn callbacks(shared: Arc<Shared>, monitor: Arc<Monitor>) -> Callbacks<Session> {
-    let (s1, s2) = (shared.clone(), shared);
-    let (m1, m2, m3, m4, m5, m6, m7) = (
-        monitor.clone(),
-        monitor.clone(),
-        monitor.clone(),
-        monitor.clone(),
-        monitor.clone(),
-        monitor.clone(),
+/// What the callbacks share: the current rules, the behavior monitor and
+/// the metrics.
+struct Shares {
+    rules: Arc<Shared>,
+    monitor: Arc<Monitor>,
+    metrics: Arc<Metrics>,
+}
+
+/// The callbacks, sharing `shared` for the current rules, `monitor` for
+/// behavior and `metrics` for the counters.
+pub fn callbacks(
+    shared: Arc<Shared>,
+    monitor: Arc<Monitor>,
+    metrics: Arc<Metrics>,
+) -> Callbacks<Session> {
+    let all = Arc::new(Shares {
+        rules: shared,
         monitor,
+        metrics,
+    });
+    let (a0, a1, a2, a3, a4) = (
+        all.clone(),
+        all.clone(),
+        all.clone(),
+        all.clone(),
+        all.clone(),
     );
+    let (m5, m6, m7) = (all.clone(), all.clone(), all.monitor.clone());
     Callbacks::new()
-        .on_negotiate(|cx, actions, opts| Box::pin(async move { negotiate(cx, actions, opts) }))
+        .on_negotiate(move |cx, actions, opts| {
+            let metrics = a0.metrics.clone();
+            Box::pin(async move { negotiate(&metrics, cx, actions, opts) })
+        })
         .on_connect(move |cx, name, info| {
-            let (shared, monitor) = (s1.clone(), m1.clone());
-            Box::pin(async move { connect(&shared, &monitor, cx, name, info).await })
+            let a = a1.clone();
+            Box::pin(async move { connect(&a, cx, name, info).await })
         })
         .on_helo(move |cx, arg| {
-            let monitor = m2.clone();
-            Box::pin(async move { helo(&monitor, cx, arg).await })
+            let a = a2.clone();
+            Box::pin(async move { helo(&a, cx, arg).await })
         })
         .on_mail(move |cx, args| {
-            let (shared, monitor) = (s2.clone(), m3.clone());
-            Box::pin(async move { mail(&shared, &monitor, cx, args).await })
+            let a = a3.clone();
+            Box::pin(async move { mail(&a, cx, args).await })
         })
         .on_rcpt(move |cx, args| {
-            let monitor = m4.clone();
-            Box::pin(async move { rcpt(&monitor, cx, args).await })
+            let a = a4.clone();
+            Box::pin(async move { rcpt(&a, cx, args).await })
         })
         .on_data(|cx| Box::pin(async move { data(cx) }))
         .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
         .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
         .on_body(|cx, chunk| Box::pin(async move { body(cx, &chunk) }))
         .on_eom(move |cx| {
-            let monitor = m5.clone();
-            Box::pin(async move { eom(&monitor, cx).await })
+            let a = m5.clone();
+            Box::pin(async move { eom(&a, cx).await })
         })
         .on_abort(|cx| Box::pin(async move { abort(cx) }))
         .on_unknown(move |cx, command| {
-            let monitor = m6.clone();
-            Box::pin(async move { unknown(&monitor, cx, command).await })
+            let a = m6.clone();
+            Box::pin(async move { unknown(&a, cx, command).await })
         })
         .on_close(move |cx| {
             let monitor = m7.clone();
@@ -229,11 +251,18 @@ pub fn callbacks(shared: Arc<Shared>, monitor: Arc<Monitor>) -> Callbacks<Sessio
         })
 }
 
-/// The answer for a behavior decision (the reply is set for a refusal).
-fn answer(reply: &mut indymilter::SmtpReply, d: &Decision) -> Status {
+/// The answer for a behavior decision at `stage` (the reply is set for a
+/// refusal, and the refusal counted).
+fn answer(
+    metrics: &Metrics,
+    stage: Stage,
+    reply: &mut indymilter::SmtpReply,
+    d: &Decision,
+) -> Status {
     match d {
         Decision::Continue => Status::Continue,
-        Decision::Refuse { reply: r, .. } => {
+        Decision::Refuse { reply: r, by } => {
+            metrics.refusal(stage, by);
             if let Err(e) = reply.set_error_reply(&r.code, Some(&r.status), [r.text.as_str()]) {
                 // Checked when the configuration was read.
                 log::error!("reply {} {}: {e}", r.code, r.status);
@@ -247,7 +276,12 @@ fn answer(reply: &mut indymilter::SmtpReply, d: &Decision) -> Status {
     }
 }
 
-fn negotiate(cx: &mut NegotiateContext<Session>, actions: Actions, _opts: ProtoOpts) -> Status {
+fn negotiate(
+    metrics: &Arc<Metrics>,
+    cx: &mut NegotiateContext<Session>,
+    actions: Actions,
+    _opts: ProtoOpts,
+) -> Status {
     cx.requested_actions = actions & WANTED_ACTIONS;
     if actions.contains(Actions::REQUEST_MACROS) {
         let mut m = HashMap::new();
@@ -259,17 +293,15 @@ fn negotiate(cx: &mut NegotiateContext<Session>, actions: Actions, _opts: ProtoO
         cx.requested_macros = m;
     }
     log::trace!("negotiated actions {:?}", cx.requested_actions);
-    cx.data = Some(Session::default());
+    cx.data = Some(Session {
+        _active: Some(metrics.session()),
+        ..Session::default()
+    });
     Status::Continue
 }
 
-async fn connect(
-    shared: &Shared,
-    monitor: &Monitor,
-    cx: &mut Context<Session>,
-    name: CString,
-    info: SocketInfo,
-) -> Status {
+async fn connect(a: &Shares, cx: &mut Context<Session>, name: CString, info: SocketInfo) -> Status {
+    let (shared, monitor) = (&a.rules, &a.monitor);
     let own_name = macro_value(&cx.macros, c"j");
     let own_addr = macro_value(&cx.macros, c"{daemon_addr}").and_then(|v| parse_client_addr(&v));
     let s = cx.data.get_or_insert_with(Session::default);
@@ -294,7 +326,7 @@ async fn connect(
         )
         .await;
     s.policy = Some(p);
-    answer(&mut cx.reply, &d)
+    answer(&a.metrics, Stage::Connect, &mut cx.reply, &d)
 }
 
 /// The session and its behavior policy, when behavior monitoring is on.
@@ -304,20 +336,16 @@ fn watched(cx: &mut Context<Session>) -> Option<(&mut SessionState, Arc<Policy>)
     Some((&mut s.behavior, p))
 }
 
-async fn helo(monitor: &Monitor, cx: &mut Context<Session>, arg: CString) -> Status {
+async fn helo(a: &Shares, cx: &mut Context<Session>, arg: CString) -> Status {
     let Some((st, p)) = watched(cx) else {
         return Status::Continue;
     };
-    let d = monitor.helo(st, &p, arg.to_bytes()).await;
-    answer(&mut cx.reply, &d)
+    let d = a.monitor.helo(st, &p, arg.to_bytes()).await;
+    answer(&a.metrics, Stage::Helo, &mut cx.reply, &d)
 }
 
-async fn mail(
-    shared: &Shared,
-    monitor: &Monitor,
-    cx: &mut Context<Session>,
-    args: Vec<CString>,
-) -> Status {
+async fn mail(a: &Shares, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+    let (shared, monitor) = (&a.rules, &a.monitor);
     let mut m = Message::new(shared.current());
     m.sender = args.first().map(|a| lossy(a)).unwrap_or_default();
     m.login = macro_value(&cx.macros, c"{auth_authen}");
@@ -348,7 +376,7 @@ async fn mail(
     let d = monitor
         .mail(&mut s.behavior, &p, &args, login.as_deref())
         .await;
-    answer(&mut cx.reply, &d)
+    answer(&a.metrics, Stage::Mail, &mut cx.reply, &d)
 }
 
 /// The message being received. Events of a message without MAIL (the MTA
@@ -358,7 +386,7 @@ fn message(cx: &mut Context<Session>) -> Option<&mut Message> {
     cx.data.as_mut().and_then(|s| s.message.as_mut())
 }
 
-async fn rcpt(monitor: &Monitor, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+async fn rcpt(a: &Shares, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
     if let Some(m) = message(cx) {
         m.recipients = m.recipients.saturating_add(1);
         if args.first().is_some_and(|a| is_role_recipient(&lossy(a))) {
@@ -369,8 +397,8 @@ async fn rcpt(monitor: &Monitor, cx: &mut Context<Session>, args: Vec<CString>) 
         return Status::Continue;
     };
     let args: Vec<&[u8]> = args.iter().map(|a| a.to_bytes()).collect();
-    let d = monitor.rcpt(st, &p, &args).await;
-    answer(&mut cx.reply, &d)
+    let d = a.monitor.rcpt(st, &p, &args).await;
+    answer(&a.metrics, Stage::Rcpt, &mut cx.reply, &d)
 }
 
 fn data(cx: &mut Context<Session>) -> Status {
@@ -381,11 +409,11 @@ fn data(cx: &mut Context<Session>) -> Status {
     Status::Continue
 }
 
-async fn unknown(monitor: &Monitor, cx: &mut Context<Session>, command: CString) -> Status {
+async fn unknown(a: &Shares, cx: &mut Context<Session>, command: CString) -> Status {
     let Some((st, p)) = watched(cx) else {
         return Status::Continue;
     };
-    let d = monitor.unknown(st, &p, command.to_bytes()).await;
+    let d = a.monitor.unknown(st, &p, command.to_bytes()).await;
     if let Decision::Refuse {
         by: "unknown-commands",
         reply,
@@ -399,7 +427,7 @@ async fn unknown(monitor: &Monitor, cx: &mut Context<Session>, command: CString)
             reply.status
         );
     }
-    answer(&mut cx.reply, &d)
+    answer(&a.metrics, Stage::Unknown, &mut cx.reply, &d)
 }
 
 fn close(monitor: &Monitor, cx: &mut Context<Session>) -> Status {
@@ -463,7 +491,9 @@ fn set_reply<K: ReplyKind>(cx: &mut EomContext<Session>, r: &Reply<K>) {
     }
 }
 
-async fn eom(monitor: &Monitor, cx: &mut EomContext<Session>) -> Status {
+async fn eom(a: &Shares, cx: &mut EomContext<Session>) -> Status {
+    let _timer = a.metrics.eom_timer();
+    let monitor = &a.monitor;
     let queue_id = macro_value(&cx.macros, c"i").unwrap_or_else(|| "NOQUEUE".into());
     // indymilter only passes end of message after MAIL, so both exist.
     let Some(session) = cx.data.as_mut() else {
@@ -502,8 +532,13 @@ async fn eom(monitor: &Monitor, cx: &mut EomContext<Session>) -> Status {
     let rules = msg.rules.clone();
     let raw = std::mem::take(&mut msg.raw);
     let kept = raw.len();
+    let metrics = a.metrics.clone();
     let evaluated = tokio::task::spawn_blocking(move || {
-        SCANNER.with(|s| rules.evaluate_with(&raw, &mut s.borrow_mut(), conformity))
+        let start = std::time::Instant::now();
+        let ev = SCANNER.with(|s| rules.evaluate_with(&raw, &mut s.borrow_mut(), conformity));
+        metrics.scan.observe(start.elapsed());
+        metrics.hits(&rules, &ev.scan.hits, rules.config.metrics.top_entries.0);
+        ev
     })
     .await;
     let config = &msg.rules.config;
@@ -524,6 +559,7 @@ async fn eom(monitor: &Monitor, cx: &mut EomContext<Session>) -> Status {
             if let Some(s) = cx.data.as_mut() {
                 s.behavior.end_message(action, Some("error"));
             }
+            a.metrics.error(action);
             return status;
         }
     };
@@ -556,15 +592,19 @@ async fn eom(monitor: &Monitor, cx: &mut EomContext<Session>) -> Status {
         _ => None,
     };
     let (status, problems) = match refused_by {
-        Some(_) => (answer(&mut cx.reply, &behavior), Vec::new()),
+        Some(_) => (
+            answer(&a.metrics, Stage::Eom, &mut cx.reply, &behavior),
+            Vec::new(),
+        ),
         None => apply(cx, &msg, &ev, exemption, d).await,
     };
+    let action = match (refused_by, status) {
+        (None, _) => d.act.as_str(),
+        (Some(_), Status::Reject) => "reject",
+        (Some(_), _) => "tempfail",
+    };
+    a.metrics.message(j.verdict, action, exemption);
     if let Some(s) = cx.data.as_mut() {
-        let action = match (refused_by, status) {
-            (None, _) => d.act.as_str(),
-            (Some(_), Status::Reject) => "reject",
-            (Some(_), _) => "tempfail",
-        };
         let by = refused_by.or(matches!(d.act, Act::Tempfail | Act::Reject).then_some("content"));
         s.behavior.finish_message(
             action,

@@ -46,6 +46,13 @@ impl Reload {
         let (tx, rx) = oneshot::channel();
         (Reload { done: Some(tx) }, rx)
     }
+
+    /// Hands `outcome` to the requester, if one waits.
+    pub(crate) fn answer(self, outcome: ReloadOutcome) {
+        if let Some(done) = self.done {
+            let _ = done.send(outcome);
+        }
+    }
 }
 
 pub struct Shared {

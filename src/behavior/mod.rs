@@ -16,8 +16,8 @@
 //! [`table`] (keys with a cap and eviction), [`limits`] (rules),
 //! [`store`] (the async store interface), [`policy`] (settings compiled),
 //! [`session`] (one session), [`record`] (its JSON line), [`recorder`]
-//! (the file), [`clock`] (injectable time), [`monitor`] (all of it shared
-//! by the milter).
+//! (the file), [`clock`] (injectable time), [`counters`] (totals for the
+//! metrics endpoint), [`monitor`] (all of it shared by the milter).
 //!
 //! Everything but the monitor's store call and the recorder's thread is
 //! plain synchronous code, tested with a fake clock.
@@ -25,6 +25,7 @@
 pub mod address;
 pub mod clock;
 pub mod conformity;
+pub mod counters;
 pub mod distinct;
 pub mod finding;
 pub mod limits;

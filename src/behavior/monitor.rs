@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use super::clock::Clock;
+use super::counters::Counters;
 use super::finding::Stage;
 use super::policy::Policy;
 use super::recorder::Recorder;
@@ -25,6 +26,7 @@ pub struct Monitor {
     store: MemoryStore,
     clock: Arc<dyn Clock>,
     recorder: Recorder,
+    counters: Arc<Counters>,
     /// The generation the policy was compiled from, and the policy.
     policy: RwLock<(u64, Arc<Policy>)>,
 }
@@ -32,7 +34,9 @@ pub struct Monitor {
 impl Monitor {
     /// A monitor for the rules of `generation` read from `config`.
     pub fn new(config: &Config, generation: u64, clock: Arc<dyn Clock>) -> Monitor {
-        let p = Policy::compile(&config.behavior);
+        let counters = Arc::new(Counters::default());
+        let mut p = Policy::compile(&config.behavior);
+        p.counters = counters.clone();
         let now = clock.now_secs();
         let store = MemoryStore::new(&p.rules, p.max_keys, now);
         if p.enabled && !p.rules.is_empty() {
@@ -47,6 +51,7 @@ impl Monitor {
             store,
             clock,
             recorder,
+            counters,
             policy: RwLock::new((generation, Arc::new(p))),
         }
     }
@@ -62,7 +67,8 @@ impl Monitor {
         }
         let mut g = self.policy.write().unwrap_or_else(|e| e.into_inner());
         if g.0 < generation {
-            let p = Policy::compile(&config.behavior);
+            let mut p = Policy::compile(&config.behavior);
+            p.counters = self.counters.clone();
             self.store.reconfigure(&p.rules, p.max_keys);
             if p.records != g.1.records {
                 self.recorder.reopen(p.records.clone());
@@ -87,6 +93,11 @@ impl Monitor {
             .records
             .clone();
         self.recorder.reopen(path);
+    }
+
+    /// Findings and trips since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn store(&self) -> &MemoryStore {

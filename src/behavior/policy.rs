@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::counters::Counters;
 use super::finding::Weights;
 use super::limits::{KeyKind, LimitAction, Rule, SmtpReply};
 use super::store::MemoryStore;
@@ -45,6 +46,9 @@ pub struct Policy {
     pub reject_reply: SmtpReply,
     pub records: Option<PathBuf>,
     pub records_queue: usize,
+    /// Where findings and trips are counted: the monitor's, shared by
+    /// every policy it compiles (a fresh one elsewhere).
+    pub counters: Arc<Counters>,
 }
 
 impl Default for Policy {
@@ -108,6 +112,7 @@ impl Policy {
             reject_reply,
             records: b.records.clone(),
             records_queue: b.records_queue.0,
+            counters: Arc::default(),
         }
     }
 

@@ -100,6 +100,7 @@ impl SessionState {
     fn take_findings(&mut self, p: &Policy) -> u32 {
         let n = self.found.len() as u32;
         for f in self.found.drain(..) {
+            p.counters.finding(f.code);
             let w = p.weights.get(f.code);
             self.record.score += w;
             self.record.findings_total = self.record.findings_total.saturating_add(1);
@@ -383,6 +384,7 @@ impl SessionState {
                 t.rule.window,
                 t.rule.action.as_str()
             );
+            p.counters.trip(&t.rule);
             self.record.limits_total = self.record.limits_total.saturating_add(1);
             if self.record.limits.len() < record::MAX_TRIPS {
                 self.record.limits.push(TripRecord {

@@ -170,6 +170,17 @@ impl MemoryStore {
             .sum()
     }
 
+    /// Whether `key` is tracked, and the count of each limit of its kind
+    /// at `now` (seconds since the epoch); adds no key.
+    pub fn inspect(&self, now: u64, key: Key) -> (bool, Vec<(Arc<Rule>, u64)>) {
+        lock(&self.tables[key.kind.index()]).inspect(now, key.hash)
+    }
+
+    /// Forgets `key` and its counters; returns whether it was tracked.
+    pub fn reset(&self, key: Key) -> bool {
+        lock(&self.tables[key.kind.index()]).remove(key.hash)
+    }
+
     /// [`Store::observe`] without the future.
     pub fn observe_now(&self, now: u64, batch: &Batch, out: &mut Vec<Trip>) {
         let mut ops = [Op::Add(super::limits::Metric::Connections, 0); MAX_OPS];

@@ -359,6 +359,59 @@ impl Table {
         }
     }
 
+    /// The count of each limit of this kind for key `hash` at `now`
+    /// (seconds since the epoch), without adding the key: whether it is
+    /// tracked, and each limit with its count (zero when untracked).
+    pub fn inspect(&mut self, now: u64, hash: u64) -> (bool, Vec<(Arc<Rule>, u64)>) {
+        let hashes = &self.hashes;
+        let row = self
+            .index
+            .find(hash, |&i| hashes[i as usize] == hash)
+            .map(|&i| i as usize);
+        if let Some(i) = row {
+            self.rel(now);
+            self.advance(i);
+        }
+        let counts = self
+            .slots
+            .iter()
+            .map(|s| (s.rule.clone(), row.map_or(0, |i| self.count(i, s))))
+            .collect();
+        (row.is_some(), counts)
+    }
+
+    /// Forgets key `hash` and its counters (an administrator's reset);
+    /// returns whether it was tracked. The last row moves into its place.
+    pub fn remove(&mut self, hash: u64) -> bool {
+        let hashes = &self.hashes;
+        let Ok(e) = self.index.find_entry(hash, |&i| hashes[i as usize] == hash) else {
+            return false;
+        };
+        let i = e.remove().0 as usize;
+        // Give back the row's sketches, as an eviction does.
+        self.last[i] = 0;
+        let now = self.now;
+        self.now = u32::MAX;
+        self.advance(i);
+        self.now = now;
+        let last = self.hashes.len() - 1;
+        if i != last {
+            let moved = self.hashes[last];
+            self.hashes[i] = moved;
+            self.last[i] = self.last[last];
+            let stride = self.stride;
+            self.words
+                .copy_within(last * stride..(last + 1) * stride, i * stride);
+            if let Ok(mut e) = self.index.find_entry(moved, |&r| r as usize == last) {
+                *e.get_mut() = i as u32;
+            }
+        }
+        self.hashes.pop();
+        self.last.pop();
+        self.words.truncate(last * self.stride);
+        true
+    }
+
     /// A table for new limits that keeps the counters of the limits that
     /// count the same thing the same way, for as many keys as fit.
     pub fn reconfigured(mut self, rules: &[Arc<Rule>], max_keys: usize) -> Table {
@@ -585,6 +638,57 @@ mod tests {
         for k in 0..10u64 {
             assert_eq!(trips(&mut t, T0 + 200, k, &[c]), [10 + 1], "key {k}");
         }
+    }
+
+    #[test]
+    fn a_removed_key_starts_again_from_zero_and_the_others_keep_their_counts() {
+        let rules = [
+            rule(0, KeyKind::Ip, Metric::Connections, 60, 6, 2),
+            rule(1, KeyKind::Ip, Metric::DistinctLogins, 60, 6, 100),
+        ];
+        let mut t = Table::new(KeyKind::Ip, &rules, 100, T0);
+        let c = Op::Add(Metric::Connections, 1);
+        for key in 1..=3u64 {
+            for n in 0..3 {
+                trips(&mut t, T0, key, &[c]);
+                for l in 0..20 {
+                    trips(&mut t, T0, key, &[Op::Item(Metric::DistinctLogins, l + n)]);
+                }
+            }
+        }
+        let (tracked, counts) = t.inspect(T0 + 1, 1);
+        assert!(tracked);
+        let counts: Vec<(usize, u64)> = counts.iter().map(|(r, n)| (r.index, *n)).collect();
+        assert_eq!(counts[0], (0, 3));
+        // 22 distinct logins, past the exact count: an estimate.
+        assert!((20..=24).contains(&counts[1].1), "{counts:?}");
+        let before: Vec<u64> = [2, 3]
+            .iter()
+            .map(|&k| t.inspect(T0 + 1, k).1[1].1)
+            .collect();
+        assert_eq!(t.pool.in_use(), 3);
+        // Key 1 is not the last row: key 3's row moves into its place.
+        assert!(t.remove(1));
+        assert!(!t.remove(1));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.pool.in_use(), 2, "its sketch went back to the pool");
+        let (tracked, counts) = t.inspect(T0 + 1, 1);
+        assert!(!tracked);
+        assert!(counts.iter().all(|(_, n)| *n == 0));
+        assert_eq!(t.len(), 2, "inspecting adds no key");
+        for (key, distinct) in [2, 3].into_iter().zip(before) {
+            let (tracked, counts) = t.inspect(T0 + 1, key);
+            assert!(tracked, "key {key}");
+            assert_eq!((counts[0].1, counts[1].1), (3, distinct), "key {key}");
+            assert_eq!(trips(&mut t, T0 + 1, key, &[c]), [4], "key {key}");
+        }
+        assert!(trips(&mut t, T0 + 1, 1, &[c]).is_empty());
+        assert!(t.remove(3), "the last row");
+        assert!(t.remove(2));
+        assert!(t.remove(1));
+        assert!(t.is_empty());
+        let (_, counts) = Table::new(KeyKind::Login, &rules, 10, T0).inspect(T0, 1);
+        assert!(counts.is_empty(), "no limit counts logins");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Config {
     pub exempt: Exempt,
     pub log: LogSettings,
     pub behavior: BehaviorSettings,
+    pub metrics: MetricsSettings,
+    pub admin: AdminSettings,
 }
 
 impl Config {
@@ -110,6 +112,30 @@ pub struct Exempt {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub level: LogLevel,
+}
+
+/// The HTTP listener serving `/metrics` (and the admin API).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Where the listener binds; none (the default) serves nothing.
+    pub listen: Option<HttpListen>,
+    /// HTTP connections served at once; more wait to be accepted.
+    pub max_connections: Count<1, 1000, 16>,
+    /// Library entries listed in `mailward_top_entry_hits_total`.
+    pub top_entries: Count<0, 1000, 20>,
+}
+
+/// The admin API on the metrics listener.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Serve `/admin/…`; off by default.
+    pub enabled: bool,
+    /// A file holding the bearer token `/admin/…` requests must carry;
+    /// none: no token asked (a loopback listener only). Relative paths
+    /// start at the configuration file's directory.
+    pub token_file: Option<PathBuf>,
 }
 
 // ---- enumerations ----

@@ -84,6 +84,24 @@ pub fn from_str(text: &str, name: &Path, base: &Path) -> Result<Config, ConfigEr
         }
         config.behavior.records = Some(base.join(p));
     }
+    if let Some(p) = &config.admin.token_file {
+        if p.as_os_str().is_empty() {
+            return Err(ConfigError::whole(name, "admin.token_file is empty"));
+        }
+        config.admin.token_file = Some(base.join(p));
+    }
+    if let Some(l) = &config.metrics.listen
+        && !l.0.ip().is_loopback()
+        && config.admin.enabled
+        && config.admin.token_file.is_none()
+    {
+        return Err(ConfigError::whole(
+            name,
+            format!(
+                "metrics.listen {l} is not a loopback address: the admin API there needs admin.token_file (or admin.enabled: false)"
+            ),
+        ));
+    }
     crate::behavior::Policy::check(&config.behavior)
         .map_err(|e| ConfigError::whole(name, format!("behavior: {e}")))?;
     Ok(config)

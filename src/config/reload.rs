@@ -1,7 +1,8 @@
 //! What a reload can change.
 //!
-//! The listening socket and indymilter's own settings (connection limit and
-//! timeout) are fixed when the milter starts; everything else (the library,
+//! The listening socket, indymilter's own settings (connection limit and
+//! timeout) and the metrics listener (address, connection limit) are fixed
+//! when the milter starts; everything else (the library,
 //! judgment, replies, limits, exemptions, log level) takes effect from the
 //! next message after a reload. A reload that changes a fixed setting keeps
 //! the running value and says so.
@@ -33,6 +34,21 @@ pub fn restart_needed(running: &Config, loaded: &Config) -> Vec<String> {
             "milter.connection_timeout ({}s → {}s)",
             a.connection_timeout.0.as_secs(),
             b.connection_timeout.0.as_secs()
+        ));
+    }
+    let (a, b) = (&running.metrics, &loaded.metrics);
+    if a.listen != b.listen {
+        let show = |l: &Option<super::model::HttpListen>| l.map_or("off".into(), |l| l.to_string());
+        out.push(format!(
+            "metrics.listen ({} → {})",
+            show(&a.listen),
+            show(&b.listen)
+        ));
+    }
+    if a.max_connections != b.max_connections {
+        out.push(format!(
+            "metrics.max_connections ({} → {})",
+            a.max_connections.0, b.max_connections.0
         ));
     }
     out

@@ -601,3 +601,58 @@ fn behavior_errors_point_at_the_value() {
         "{e}"
     );
 }
+
+#[test]
+fn metrics_and_admin() {
+    let c = ok("library: l\n");
+    assert_eq!(c.metrics.listen, None);
+    assert_eq!(c.metrics.max_connections.0, 16);
+    assert_eq!(c.metrics.top_entries.0, 20);
+    assert!(!c.admin.enabled);
+    assert_eq!(c.admin.token_file, None);
+    let c = ok(
+        "library: l\nmetrics: {listen: \"[::1]:9894\", top_entries: 5, max_connections: 2}\nadmin: {enabled: true, token_file: admin.token}\n",
+    );
+    assert_eq!(
+        c.metrics.listen.map(|l| l.0),
+        Some("[::1]:9894".parse().unwrap())
+    );
+    assert_eq!(c.metrics.top_entries.0, 5);
+    assert_eq!(
+        c.admin.token_file.as_deref(),
+        Some(Path::new("/etc/mailward/admin.token"))
+    );
+    assert_err(
+        "library: l\nmetrics:\n  listen: localhost:9894\n",
+        "3:11:",
+        "expected ADDRESS:PORT",
+    );
+    assert_err(
+        "library: l\nmetrics:\n  top_entries: 1001\n",
+        "3:16:",
+        "from 0 to 1000",
+    );
+    // The admin API on an outside address needs a token.
+    assert_err(
+        "library: l\nmetrics: {listen: 0.0.0.0:9894}\nadmin: {enabled: true}\n",
+        "0:0:",
+        "admin.token_file",
+    );
+    ok("library: l\nmetrics: {listen: 0.0.0.0:9894}\n");
+    ok("library: l\nmetrics: {listen: 0.0.0.0:9894}\nadmin: {enabled: true, token_file: t}\n");
+    // The listener is fixed at start; the rest reloads.
+    let a = ok("library: l\nmetrics: {listen: 127.0.0.1:9894}\n");
+    let b = ok(
+        "library: l\nmetrics: {listen: 127.0.0.1:9895, top_entries: 3}\nadmin: {enabled: true}\n",
+    );
+    let changes = restart_needed(&a, &b);
+    assert_eq!(
+        changes,
+        ["metrics.listen (127.0.0.1:9894 → 127.0.0.1:9895)"]
+    );
+    let off = ok("library: l\n");
+    assert_eq!(
+        restart_needed(&off, &a),
+        ["metrics.listen (off → 127.0.0.1:9894)"]
+    );
+}

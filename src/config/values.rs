@@ -104,6 +104,23 @@ impl Listen {
 
 scalar!(Listen, "inet:ADDRESS:PORT or unix:PATH", Listen::parse);
 
+/// The metrics listener's address: `ADDRESS:PORT`, IPv6 in brackets. Port
+/// 0 takes any free port (logged at start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpListen(pub SocketAddr);
+
+impl fmt::Display for HttpListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+scalar!(HttpListen, "ADDRESS:PORT", |s| {
+    s.parse().map(HttpListen).map_err(|_| {
+        format!("`{s}`: expected ADDRESS:PORT with an IP address (IPv6 in brackets), such as 127.0.0.1:9894")
+    })
+});
+
 /// Permission bits of a unix socket, written in octal (`0660`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileMode(pub u32);

@@ -177,6 +177,11 @@ impl<'a> Entry<'a> {
         self.lib.categories[self.class().category as usize].as_str()
     }
 
+    /// Its category's place in [`Library::categories`].
+    pub fn category_index(&self) -> usize {
+        self.class().category as usize
+    }
+
     pub fn action(&self) -> Option<Action> {
         self.class().action
     }

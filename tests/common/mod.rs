@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indymilter_test::{Actions, EomAction, EomActions, MacroStage, Status, TestConnection};
-use mailward::{Config, Reload, ReloadOutcome, RunError};
+use mailward::{Config, Reload, ReloadOutcome, RunError, RunOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -101,6 +101,8 @@ pub fn log_line(queue_id: &str) -> String {
 /// A milter served by `mailward::run` on 127.0.0.1 and a free port.
 pub struct Milter {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when `metrics.listen` is set.
+    pub http: Option<SocketAddr>,
     pub dir: TempDir,
     reload: mpsc::Sender<Reload>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -121,11 +123,26 @@ impl Milter {
         let addr = listener.local_addr().unwrap();
         let (reload, reload_rx) = mpsc::channel(4);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(mailward::run(listener, config, reload_rx, async move {
-            let _ = shutdown_rx.await;
-        }));
+        let (bound, bound_rx) = oneshot::channel();
+        let opts = RunOptions {
+            http_bound: Some(bound),
+            ..RunOptions::default()
+        };
+        let task = tokio::spawn(mailward::run_with(
+            listener,
+            config,
+            reload_rx,
+            async move {
+                let _ = shutdown_rx.await;
+            },
+            opts,
+        ));
+        // Answered once the rules are loaded: with the address, or by a
+        // dropped sender when nothing listens (or the start failed).
+        let http = bound_rx.await.ok();
         Milter {
             addr,
+            http,
             dir,
             reload,
             shutdown: Some(shutdown),
@@ -394,4 +411,67 @@ pub fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// An HTTP/1.1 response: status, head (lower-cased header names) and body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends `raw` bytes to `addr` and reads the whole answer (the request
+/// should ask `Connection: close`).
+pub async fn http_raw(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    HttpResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// One HTTP/1.1 request with `headers` (e.g. `Authorization: Bearer x`).
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> HttpResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    http_raw(addr, req.as_bytes()).await
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed) in a
+/// Prometheus text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.parse().ok()
+    })
 }
