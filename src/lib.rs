@@ -39,7 +39,9 @@ use tokio::sync::mpsc;
 pub use config::Config;
 pub use milter::is_role_recipient;
 pub use rules::{Rules, RulesError};
-pub use state::{Reload, ReloadOutcome, apply_log_level};
+pub use state::{
+    Reload, ReloadCounts, ReloadOutcome, ReloadReport, ReloadStats, Reloaded, apply_log_level,
+};
 
 /// Why [`run`] stopped with an error.
 #[derive(Debug)]
