@@ -20,6 +20,7 @@
 
 pub mod behavior;
 pub mod config;
+mod gate;
 pub mod judge;
 pub mod library;
 pub mod located;
@@ -66,6 +67,12 @@ impl std::error::Error for RunError {}
 /// Loads the library `config` names, then serves milter connections on
 /// `listener` until `shutdown` completes, reloading on each request
 /// received from `reload`.
+///
+/// Stopping: when `shutdown` completes, the listener is closed (new
+/// connections are refused) and the sessions open go on until they end,
+/// for at most `milter.shutdown_grace` (of the rules in force); then the
+/// sessions still open are closed after the command each is processing,
+/// the queued session records are written, and `run` returns.
 pub async fn run(
     listener: impl Listener,
     config: Config,
@@ -117,11 +124,35 @@ pub async fn run_with_clock(
         }
     });
     let reloader = tokio::spawn(state::reload_task(shared.clone(), forwarded));
+    let (listener, gate) = gate::gate(listener);
+    let rules = shared.clone();
+    let stop = async move {
+        shutdown.await;
+        gate.close();
+        let grace = rules.current().config.milter.shutdown_grace.0;
+        let open = gate.open();
+        if open == 0 {
+            log::info!("stopped accepting connections; no session open");
+            return;
+        }
+        log::info!(
+            "stopped accepting connections; waiting up to {}s for {open} open session(s)",
+            grace.as_secs()
+        );
+        match tokio::time::timeout(grace, gate.wait_idle()).await {
+            Ok(()) => log::info!("every session has ended"),
+            Err(_) => log::warn!(
+                "{} session(s) still open after {}s: closing them",
+                gate.open(),
+                grace.as_secs()
+            ),
+        }
+    };
     let result = indymilter::run(
         listener,
         milter::callbacks(shared, monitor.clone()),
         milter_config,
-        shutdown,
+        stop,
     )
     .await;
     relay.abort();

@@ -1,0 +1,191 @@
+//! A listener that can stop accepting while its sessions go on, and counts
+//! the sessions still open: what a graceful stop needs.
+//!
+//! indymilter stops in one step: when its shutdown future completes it
+//! stops accepting *and* tells every session to end after the command it
+//! is processing, dropping the commands queued behind it, so a message in
+//! progress would be lost (the MTA applies its default action). mailward
+//! stops in two: [`GateHandle::close`] drops the listening socket (new
+//! connections are refused, so the MTA goes to its default action at once
+//! rather than waiting in a backlog), then [`GateHandle::wait_idle`] waits
+//! until every accepted connection has ended, and only then — or when the
+//! grace time is up — is indymilter's shutdown future completed.
+//!
+//! # Invariants
+//!
+//! * A session is counted from its accept to the drop of its stream, which
+//!   indymilter does when the session ends (QUIT, the MTA closing the
+//!   connection, an error).
+//! * Once closed, the listener never accepts again; its socket is closed at
+//!   once, not when indymilter next polls it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use indymilter::Listener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+
+type Slot<L> = Arc<Mutex<Option<L>>>;
+
+/// The listener indymilter polls.
+pub struct Gate<L> {
+    inner: Slot<L>,
+    open: Arc<watch::Sender<usize>>,
+}
+
+/// Closes a [`Gate`] and watches its sessions.
+pub struct GateHandle<L> {
+    inner: Slot<L>,
+    open: Arc<watch::Sender<usize>>,
+}
+
+/// Wraps `listener`; the handle closes it.
+pub fn gate<L: Listener>(listener: L) -> (Gate<L>, GateHandle<L>) {
+    let inner = Arc::new(Mutex::new(Some(listener)));
+    let open = Arc::new(watch::Sender::new(0));
+    (
+        Gate {
+            inner: inner.clone(),
+            open: open.clone(),
+        },
+        GateHandle { inner, open },
+    )
+}
+
+impl<L> GateHandle<L> {
+    /// Stops accepting: closes the listening socket.
+    pub fn close(&self) {
+        let listener = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(listener);
+    }
+
+    /// Sessions open now.
+    pub fn open(&self) -> usize {
+        *self.open.borrow()
+    }
+
+    /// Waits until no session is open.
+    pub async fn wait_idle(&self) {
+        let mut rx = self.open.subscribe();
+        // The sender lives in `self`: this cannot fail.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+impl<L: Listener> Listener for Gate<L> {
+    type Io = Tracked<L::Io>;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Closed: never ready again (indymilter drops this future when its
+        // shutdown future completes).
+        let Some(listener) = inner.as_mut() else {
+            return Poll::Pending;
+        };
+        listener.poll_accept(cx).map_ok(|io| {
+            self.open.send_modify(|n| *n += 1);
+            Tracked {
+                io,
+                open: self.open.clone(),
+            }
+        })
+    }
+}
+
+/// An accepted connection, counted until dropped.
+pub struct Tracked<S> {
+    io: S,
+    open: Arc<watch::Sender<usize>>,
+}
+
+impl<S> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[tokio::test]
+    async fn sessions_are_counted_and_a_closed_gate_refuses() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (mut gate, handle) = gate(l);
+        let _c1 = TcpStream::connect(addr).await.unwrap();
+        let s1 = gate.accept().await.unwrap();
+        let _c2 = TcpStream::connect(addr).await.unwrap();
+        let s2 = gate.accept().await.unwrap();
+        assert_eq!(handle.open(), 2);
+        handle.close();
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "the socket is closed at once"
+        );
+        let pending = futures_poll_once(&mut gate);
+        assert!(pending, "a closed gate never accepts");
+        drop(s1);
+        assert_eq!(handle.open(), 1);
+        let waiter = tokio::spawn(async move {
+            handle.wait_idle().await;
+            handle
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(s2);
+        let handle = waiter.await.unwrap();
+        assert_eq!(handle.open(), 0);
+    }
+
+    /// Polls `gate.accept()` once; true when pending.
+    fn futures_poll_once<L: Listener>(gate: &mut Gate<L>) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        gate.poll_accept(&mut cx).is_pending()
+    }
+}
