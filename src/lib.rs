@@ -15,8 +15,9 @@
 //! [`message`] (raw message to texts), [`scan_message`] (message to hits),
 //! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
 //! (reloads), [`behavior`] (conformity checks, counters, limits, session
-//! records), `milter` (the callbacks), [`located`] (errors naming
-//! file:line:col).
+//! records), `milter` (the callbacks), `gate` (stopping without losing
+//! a message), [`logging`] (standard error or syslog), [`located`]
+//! (errors naming file:line:col).
 
 pub mod behavior;
 pub mod config;
@@ -24,6 +25,7 @@ mod gate;
 pub mod judge;
 pub mod library;
 pub mod located;
+pub mod logging;
 pub mod message;
 mod milter;
 pub mod rules;
@@ -129,7 +131,16 @@ pub async fn run_with_clock(
     let stop = async move {
         shutdown.await;
         gate.close();
-        let grace = rules.current().config.milter.shutdown_grace.0;
+        let current = rules.current();
+        let grace = current.config.milter.shutdown_grace.0;
+        let reloads = rules.reloads().snapshot();
+        log::info!(
+            "stopping with gen={} in force ({} reload(s), {} failed)",
+            current.generation,
+            reloads.ok,
+            reloads.failed
+        );
+        drop(current);
         let open = gate.open();
         if open == 0 {
             log::info!("stopped accepting connections; no session open");

@@ -392,7 +392,8 @@ async fn unknown(monitor: &Monitor, cx: &mut Context<Session>, command: CString)
     } = &d
     {
         log::info!(
-            "client={} unknown command {}: answering {} {}",
+            "{}: client={} unknown command {}: answering {} {}",
+            st.log_prefix(),
             st.record.client_addr.as_deref().unwrap_or("unknown"),
             st.record.unknown_total,
             reply.code,

@@ -357,6 +357,16 @@ impl SessionState {
         self.record.score
     }
 
+    /// What a log line about this session starts with: the queue id of
+    /// the message in progress once the MTA has passed it, else
+    /// `NOQUEUE` (as Postfix writes it).
+    pub fn log_prefix(&self) -> &str {
+        self.msg
+            .as_ref()
+            .and_then(|m| m.queue_id.as_deref())
+            .unwrap_or("NOQUEUE")
+    }
+
     /// Records the limits in `self.trips` and decides: the strongest
     /// refusing limit, else the conformity thresholds when `thresholds`.
     pub fn decide(&mut self, p: &Policy, stage: Stage, thresholds: bool) -> Decision {
@@ -373,7 +383,8 @@ impl SessionState {
             }
             .unwrap_or_default();
             log::info!(
-                "limit {}: client={} {}={value} {} {} > {} in {}s: {}",
+                "{}: limit {}: client={} {}={value} {} {} > {} in {}s: {}",
+                self.log_prefix(),
                 t.rule.index,
                 self.record.client_addr.as_deref().unwrap_or("unknown"),
                 t.rule.key,
