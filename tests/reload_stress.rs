@@ -37,7 +37,10 @@
 //! between two consecutive end-of-message replies of all sessions (a stall
 //! of the whole milter).
 //!
-//! `MAILWARD_RELOAD_STRINGS` sizes the library (default 1 000 000).
+//! `MAILWARD_RELOAD_STRINGS` sizes the library (default 1 000 000);
+//! `MAILWARD_RELOAD_RATE` paces the sessions to that many messages per
+//! second in all (default: as fast as the milter answers), for latencies
+//! below saturation.
 
 #[path = "../benches/common/mod.rs"]
 mod data;
@@ -139,9 +142,16 @@ fn replace(path: &Path, contents: &[u8]) {
 /// 300 messages of about 5 KB: text from the library's vocabulary, dense
 /// with library strings, and a marker as the mail's index says.
 fn mails(lib: &[String]) -> Vec<Mail> {
-    (0..300)
+    const N: usize = 300;
+    const BYTES: usize = 4000;
+    let all = data::text(N * BYTES, lib, 11);
+    let mut rest = all.as_str();
+    (0..N)
         .map(|i| {
-            let mut text = data::text(4000, lib, i as u64);
+            let from = rest.floor_char_boundary(BYTES);
+            let cut = rest[from..].find(' ').map_or(rest.len(), |k| from + k);
+            let mut text = rest[..cut].to_string();
+            rest = &rest[cut..];
             match i % 3 {
                 0 => text.push_str(&format!(" {ALPHA} ")),
                 1 => text.push_str(&format!(" {BETA} ")),
@@ -176,6 +186,9 @@ fn reload_a_million_strings_under_load() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    let rate: Option<f64> = std::env::var("MAILWARD_RELOAD_RATE")
+        .ok()
+        .and_then(|s| s.parse().ok());
     if log::set_logger(&Capture).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -248,6 +261,7 @@ fn reload_a_million_strings_under_load() {
         messages_per_session: MESSAGES_PER_SESSION,
         queue_id_prefix: "RS".into(),
         stop: Some(stop.clone()),
+        rate,
         timeout: Duration::from_secs(60),
         ..Options::default()
     };
@@ -374,9 +388,10 @@ fn reload_a_million_strings_under_load() {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{} messages over {SESSIONS} sessions in {:.1}s ({:.0} msg/s); by generation {:?}; \
+        "\n{} messages over {SESSIONS} sessions ({}) in {:.1}s ({:.0} msg/s); by generation {:?}; \
          {ambiguous} with MAIL in flight during a swap",
         report.results.len(),
+        rate.map_or("closed loop".to_string(), |r| format!("paced at {r} msg/s")),
         (load_ended - load_started).as_secs_f64(),
         report.results.len() as f64 / (load_ended - load_started).as_secs_f64(),
         &by_generation[1..]
