@@ -18,6 +18,11 @@
 //!   connection, an error).
 //! * Once closed, the listener never accepts again; its socket is closed at
 //!   once, not when indymilter next polls it.
+//! * An error accepting one connection does not end the milter (indymilter
+//!   would stop on any): a connection reset before it was accepted is
+//!   skipped, and running out of file descriptors or memory (`EMFILE`,
+//!   `ENFILE`, `ENOBUFS`, `ENOMEM`) pauses accepting for [`BACKOFF`],
+//!   logged, while the open sessions go on. Other errors end the milter.
 //! * Accepted TCP connections have `TCP_NODELAY` set. indymilter writes
 //!   each reply as it comes, and at end of message an action (the verdict
 //!   header) is followed at once by the final reply: with Nagle's algorithm
@@ -28,6 +33,9 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+use std::future::Future;
 
 use indymilter::{EitherStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,10 +43,17 @@ use tokio::sync::watch;
 
 type Slot<L> = Arc<Mutex<Option<L>>>;
 
+/// The pause after accepting failed for lack of resources.
+pub const BACKOFF: Duration = Duration::from_millis(100);
+
 /// The listener indymilter polls.
 pub struct Gate<L> {
     inner: Slot<L>,
     open: Arc<watch::Sender<usize>>,
+    /// Accepting is paused until this sleep ends.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Accept errors so far, for the log.
+    errors: u64,
 }
 
 /// Closes a [`Gate`] and watches its sessions.
@@ -55,6 +70,8 @@ pub fn gate<L: Listener>(listener: L) -> (Gate<L>, GateHandle<L>) {
         Gate {
             inner: inner.clone(),
             open: open.clone(),
+            pause: None,
+            errors: 0,
         },
         GateHandle { inner, open },
     )
@@ -84,20 +101,68 @@ impl<L: Listener> Listener for Gate<L> {
     type Io = Tracked<L::Io>;
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = self.pause.as_mut() {
+            if p.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
+        }
+        let inner = self.inner.clone();
+        let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
         // Closed: never ready again (indymilter drops this future when its
         // shutdown future completes).
         let Some(listener) = inner.as_mut() else {
             return Poll::Pending;
         };
-        listener.poll_accept(cx).map_ok(|io| {
-            no_delay(&io);
-            self.open.send_modify(|n| *n += 1);
-            Tracked {
-                io,
-                open: self.open.clone(),
-            }
-        })
+        loop {
+            return match listener.poll_accept(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(io)) => {
+                    no_delay(&io);
+                    self.open.send_modify(|n| *n += 1);
+                    Poll::Ready(Ok(Tracked {
+                        io,
+                        open: self.open.clone(),
+                    }))
+                }
+                Poll::Ready(Err(e)) => match transient(&e) {
+                    None => Poll::Ready(Err(e)),
+                    Some(pause) => {
+                        self.errors += 1;
+                        if self.errors.is_power_of_two() {
+                            log::warn!(
+                                "accepting a connection: {e} ({} time(s) so far){}",
+                                self.errors,
+                                if pause { "; pausing 100 ms" } else { "" }
+                            );
+                        }
+                        if !pause {
+                            continue;
+                        }
+                        let mut sleep = Box::pin(tokio::time::sleep(BACKOFF));
+                        // Registers the wake-up; a sleep just made is pending.
+                        let _ = sleep.as_mut().poll(cx);
+                        self.pause = Some(sleep);
+                        Poll::Pending
+                    }
+                },
+            };
+        }
+    }
+}
+
+/// Whether an accept error concerns only that connection or a passing
+/// lack of resources (`Some(true)`: pause before the next accept), rather
+/// than the listener itself.
+fn transient(e: &io::Error) -> Option<bool> {
+    match e.kind() {
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => Some(false),
+        _ => match e.raw_os_error() {
+            Some(
+                nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOBUFS | nix::libc::ENOMEM,
+            ) => Some(true),
+            _ => None,
+        },
     }
 }
 
@@ -220,6 +285,44 @@ mod tests {
             EitherStream::Tcp(s) => assert!(s.nodelay().unwrap()),
             EitherStream::Unix(_) => unreachable!(),
         }
+    }
+
+    /// Fails as told, then accepts from a real listener.
+    struct Flaky {
+        errors: Vec<io::Error>,
+        real: TcpListener,
+    }
+
+    impl Listener for Flaky {
+        type Io = TcpStream;
+        fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
+            match self.errors.pop() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => self.real.poll_accept(cx).map_ok(|(s, _)| s),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn running_out_of_descriptors_pauses_accepting_and_does_not_end_it() {
+        let real = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = real.local_addr().unwrap();
+        let errors = vec![
+            io::Error::from_raw_os_error(nix::libc::EMFILE),
+            io::Error::from(io::ErrorKind::ConnectionAborted),
+        ];
+        let (mut gate, handle) = gate(Flaky { errors, real });
+        let _c = TcpStream::connect(addr).await.unwrap();
+        let start = std::time::Instant::now();
+        let s = gate.accept().await.unwrap();
+        assert!(start.elapsed() >= BACKOFF, "paused after EMFILE");
+        assert_eq!(handle.open(), 1);
+        drop(s);
+        let (mut gate, _) = super::gate(Flaky {
+            errors: vec![io::Error::from(io::ErrorKind::PermissionDenied)],
+            real: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        });
+        assert!(gate.accept().await.is_err(), "other errors end it");
     }
 
     /// Polls `gate.accept()` once; true when pending.
