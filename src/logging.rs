@@ -2,7 +2,7 @@
 //! systemd the journal takes it) or the local syslog daemon.
 //!
 //! [`init`] installs one logger for the whole run. It writes to standard
-//! error until [`to_syslog`] switches it, once the configuration is read, so
+//! error until [`apply_destination`] switches it, once the configuration is read, so
 //! that an error in the configuration itself still reaches the terminal or
 //! the journal. The level in force is `log::max_level` (set from
 //! `log.level`, changed by a reload) unless `RUST_LOG` sets a filter.
