@@ -321,6 +321,7 @@ async fn mail(
     let mut m = Message::new(shared.current());
     m.sender = args.first().map(|a| lossy(a)).unwrap_or_default();
     m.login = macro_value(&cx.macros, c"{auth_authen}");
+    let queue_id = macro_value(&cx.macros, c"i");
     let p = monitor.policy(&m.rules.config, m.rules.generation);
     let login = m.login.clone();
     let s = cx.data.get_or_insert_with(Session::default);
@@ -346,7 +347,13 @@ async fn mail(
     }
     let args: Vec<&[u8]> = args.iter().map(|a| a.to_bytes()).collect();
     let d = monitor
-        .mail(&mut s.behavior, &p, &args, login.as_deref())
+        .mail(
+            &mut s.behavior,
+            &p,
+            &args,
+            login.as_deref(),
+            queue_id.as_deref(),
+        )
         .await;
     answer(&mut cx.reply, &d)
 }

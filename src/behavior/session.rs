@@ -285,6 +285,12 @@ impl SessionState {
 
     /// DATA: the queue id is known from here on.
     pub fn data(&mut self, queue_id: Option<&str>) {
+        self.set_queue_id(queue_id);
+    }
+
+    /// The queue id of the message in progress, when the MTA passes one
+    /// (Sendmail does from MAIL on, Postfix from DATA on by default).
+    pub fn set_queue_id(&mut self, queue_id: Option<&str>) {
         if let (Some(m), Some(q)) = (self.msg.as_mut(), queue_id) {
             m.queue_id = Some(q.to_owned());
         }
