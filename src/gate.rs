@@ -101,13 +101,18 @@ impl<L: Listener> Listener for Gate<L> {
     type Io = Tracked<L::Io>;
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
-        if let Some(p) = self.pause.as_mut() {
+        let Gate {
+            inner,
+            open,
+            pause,
+            errors,
+        } = self;
+        if let Some(p) = pause.as_mut() {
             if p.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            self.pause = None;
+            *pause = None;
         }
-        let inner = self.inner.clone();
         let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
         // Closed: never ready again (indymilter drops this future when its
         // shutdown future completes).
@@ -119,30 +124,29 @@ impl<L: Listener> Listener for Gate<L> {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(io)) => {
                     no_delay(&io);
-                    self.open.send_modify(|n| *n += 1);
+                    open.send_modify(|n| *n += 1);
                     Poll::Ready(Ok(Tracked {
                         io,
-                        open: self.open.clone(),
+                        open: open.clone(),
                     }))
                 }
                 Poll::Ready(Err(e)) => match transient(&e) {
                     None => Poll::Ready(Err(e)),
-                    Some(pause) => {
-                        self.errors += 1;
-                        if self.errors.is_power_of_two() {
+                    Some(then_pause) => {
+                        *errors += 1;
+                        if errors.is_power_of_two() {
                             log::warn!(
-                                "accepting a connection: {e} ({} time(s) so far){}",
-                                self.errors,
-                                if pause { "; pausing 100 ms" } else { "" }
+                                "accepting a connection: {e} ({errors} time(s) so far){}",
+                                if then_pause { "; pausing 100 ms" } else { "" }
                             );
                         }
-                        if !pause {
+                        if !then_pause {
                             continue;
                         }
                         let mut sleep = Box::pin(tokio::time::sleep(BACKOFF));
                         // Registers the wake-up; a sleep just made is pending.
                         let _ = sleep.as_mut().poll(cx);
-                        self.pause = Some(sleep);
+                        *pause = Some(sleep);
                         Poll::Pending
                     }
                 },
