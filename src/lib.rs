@@ -16,13 +16,17 @@
 //! [`judge`] (hits to verdict), [`rules`] (the snapshot in force), `state`
 //! (reloads), [`behavior`] (conformity checks, counters, limits, session
 //! records), `milter` (the callbacks), `metrics` (counters, the metrics
-//! listener and the admin API), [`located`] (errors naming file:line:col).
+//! listener and the admin API), `gate` (stopping without losing a
+//! message), [`logging`] (standard error or syslog), [`located`] (errors
+//! naming file:line:col).
 
 pub mod behavior;
 pub mod config;
+mod gate;
 pub mod judge;
 pub mod library;
 pub mod located;
+pub mod logging;
 pub mod message;
 mod metrics;
 mod milter;
@@ -41,7 +45,9 @@ use tokio::sync::{mpsc, oneshot};
 pub use config::Config;
 pub use milter::is_role_recipient;
 pub use rules::{Rules, RulesError};
-pub use state::{Reload, ReloadOutcome, apply_log_level};
+pub use state::{
+    Reload, ReloadCounts, ReloadOutcome, ReloadReport, ReloadStats, Reloaded, apply_log_level,
+};
 
 /// Why [`run`] stopped with an error.
 #[derive(Debug)]
@@ -69,6 +75,12 @@ impl std::error::Error for RunError {}
 /// Loads the library `config` names, then serves milter connections on
 /// `listener` until `shutdown` completes, reloading on each request
 /// received from `reload`.
+///
+/// Stopping: when `shutdown` completes, the listener is closed (new
+/// connections are refused) and the sessions open go on until they end,
+/// for at most `milter.shutdown_grace` (of the rules in force); then the
+/// sessions still open are closed after the command each is processing,
+/// the queued session records are written, and `run` returns.
 pub async fn run(
     listener: impl Listener,
     config: Config,
@@ -169,25 +181,16 @@ pub async fn run_with(
     let monitor = Arc::new(behavior::Monitor::new(&rules.config, 1, opts.clock));
     let shared = Arc::new(state::Shared::new(rules));
     // Every reload request (SIGHUP) first reopens the session record file,
-    // whether or not the reload succeeds, so that logrotate works; its
-    // outcome is counted for the metrics.
+    // whether or not the reload succeeds, so that logrotate works (the
+    // reload task counts outcomes for the logs and the metrics).
     let (forward, forwarded) = mpsc::channel(4);
     let records = monitor.clone();
-    let counted = metrics.clone();
     let relay = tokio::spawn(async move {
         while let Some(req) = reload.recv().await {
             records.reopen_records();
-            let (mine, outcome) = Reload::with_reply();
-            if forward.send(mine).await.is_err() {
+            if forward.send(req).await.is_err() {
                 break;
             }
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                if let Ok(o) = outcome.await {
-                    counted.reload(o.is_ok());
-                    req.answer(o);
-                }
-            });
         }
     });
     let reloader = tokio::spawn(state::reload_task(shared.clone(), forwarded));
@@ -199,11 +202,44 @@ pub async fn run_with(
         });
         tokio::spawn(metrics::http::serve(l, h, http_connections))
     });
+    let (listener, gate) = gate::gate(listener);
+    let rules = shared.clone();
+    let stop = async move {
+        shutdown.await;
+        gate.close();
+        let current = rules.current();
+        let grace = current.config.milter.shutdown_grace.0;
+        let reloads = rules.reloads().snapshot();
+        log::info!(
+            "stopping with gen={} in force ({} reload(s), {} failed)",
+            current.generation,
+            reloads.ok,
+            reloads.failed
+        );
+        drop(current);
+        let open = gate.open();
+        if open == 0 {
+            log::info!("stopped accepting connections; no session open");
+            return;
+        }
+        log::info!(
+            "stopped accepting connections; waiting up to {}s for {open} open session(s)",
+            grace.as_secs()
+        );
+        match tokio::time::timeout(grace, gate.wait_idle()).await {
+            Ok(()) => log::info!("every session has ended"),
+            Err(_) => log::warn!(
+                "{} session(s) still open after {}s: closing them",
+                gate.open(),
+                grace.as_secs()
+            ),
+        }
+    };
     let result = indymilter::run(
         listener,
         milter::callbacks(shared, monitor.clone(), metrics),
         milter_config,
-        shutdown,
+        stop,
     )
     .await;
     if let Some(h) = http {

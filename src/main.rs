@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indymilter::EitherListener;
-use mailward::config::model::Listen;
+use mailward::config::model::{Account, Listen};
 use mailward::{Config, Reload, RunError};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
 
 /// The milter: runs until SIGINT or SIGTERM.
 fn run(config_path: &Path) -> ExitCode {
-    init_logging();
+    mailward::logging::init();
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -135,6 +135,10 @@ fn run(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Err(e) = mailward::logging::apply_destination(&config.log) {
+        log::error!("{e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -145,29 +149,9 @@ fn run(config_path: &Path) -> ExitCode {
     runtime.block_on(serve(config))
 }
 
-/// Logs to standard error; the level comes from `RUST_LOG` when set,
-/// else from the configuration (applied once it is read).
-fn init_logging() {
-    let mut b = env_logger::Builder::new();
-    match std::env::var("RUST_LOG") {
-        Ok(spec) => {
-            b.parse_filters(&spec);
-        }
-        Err(_) => {
-            // Let everything through the logger's own filter: the level in
-            // force is `log::max_level`, which a reload can change.
-            b.filter_level(log::LevelFilter::Trace);
-        }
-    }
-    b.init();
-    if std::env::var_os("RUST_LOG").is_none() {
-        log::set_max_level(log::LevelFilter::Info);
-    }
-}
-
 async fn serve(config: Config) -> ExitCode {
     let listen = config.listen.clone();
-    let listener = match bind(&listen, config.socket_mode.0).await {
+    let listener = match bind(&config).await {
         Ok(l) => l,
         Err(e) => {
             log::error!("cannot listen on {listen}: {e}");
@@ -224,19 +208,66 @@ async fn serve(config: Config) -> ExitCode {
     }
 }
 
-async fn bind(
-    listen: &Listen,
-    mode: u32,
-) -> std::io::Result<EitherListener<TcpListener, UnixListener>> {
-    match listen {
+async fn bind(config: &Config) -> std::io::Result<EitherListener<TcpListener, UnixListener>> {
+    match &config.listen {
         Listen::Inet(addr) => Ok(EitherListener::Tcp(TcpListener::bind(addr).await?)),
         Listen::Unix(path) => {
+            // Names are looked up before anything is touched on disk.
+            let owner = config.socket_owner.as_ref().map(uid).transpose()?;
+            let group = config.socket_group.as_ref().map(gid).transpose()?;
             remove_stale_socket(path).await?;
             let l = UnixListener::bind(path)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            let set = || -> std::io::Result<()> {
+                use std::os::unix::fs::PermissionsExt;
+                if owner.is_some() || group.is_some() {
+                    std::os::unix::fs::chown(path, owner, group)?;
+                }
+                // After chown, which may clear set-id bits.
+                std::fs::set_permissions(
+                    path,
+                    std::fs::Permissions::from_mode(config.socket_mode.0),
+                )
+            };
+            if let Err(e) = set() {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
             Ok(EitherListener::Unix(l))
         }
+    }
+}
+
+/// The user id of `a`.
+fn uid(a: &Account) -> std::io::Result<u32> {
+    match a {
+        Account::Id(n) => Ok(*n),
+        Account::Name(name) => match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => Ok(u.uid.as_raw()),
+            Ok(None) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("socket_owner: no user `{name}`"),
+            )),
+            Err(e) => Err(std::io::Error::other(format!(
+                "socket_owner: looking up `{name}`: {e}"
+            ))),
+        },
+    }
+}
+
+/// The group id of `a`.
+fn gid(a: &Account) -> std::io::Result<u32> {
+    match a {
+        Account::Id(n) => Ok(*n),
+        Account::Name(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => Ok(g.gid.as_raw()),
+            Ok(None) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("socket_group: no group `{name}`"),
+            )),
+            Err(e) => Err(std::io::Error::other(format!(
+                "socket_group: looking up `{name}`: {e}"
+            ))),
+        },
     }
 }
 
@@ -290,6 +321,20 @@ mod tests {
             } => Some(a.config),
             _ => None,
         }
+    }
+
+    #[test]
+    fn socket_owners_by_name_or_id() {
+        assert_eq!(uid(&Account::Name("root".into())).unwrap(), 0);
+        assert_eq!(gid(&Account::Name("root".into())).unwrap(), 0);
+        assert_eq!(uid(&Account::Id(123)).unwrap(), 123);
+        let e = uid(&Account::Name("no-such-user-mailward".into())).unwrap_err();
+        assert!(
+            e.to_string().contains("no user `no-such-user-mailward`"),
+            "{e}"
+        );
+        let e = gid(&Account::Name("no-such-group-mailward".into())).unwrap_err();
+        assert!(e.to_string().contains("no group"), "{e}");
     }
 
     #[test]

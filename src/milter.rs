@@ -349,6 +349,7 @@ async fn mail(a: &Shares, cx: &mut Context<Session>, args: Vec<CString>) -> Stat
     let mut m = Message::new(shared.current());
     m.sender = args.first().map(|a| lossy(a)).unwrap_or_default();
     m.login = macro_value(&cx.macros, c"{auth_authen}");
+    let queue_id = macro_value(&cx.macros, c"i");
     let p = monitor.policy(&m.rules.config, m.rules.generation);
     let login = m.login.clone();
     let s = cx.data.get_or_insert_with(Session::default);
@@ -374,7 +375,13 @@ async fn mail(a: &Shares, cx: &mut Context<Session>, args: Vec<CString>) -> Stat
     }
     let args: Vec<&[u8]> = args.iter().map(|a| a.to_bytes()).collect();
     let d = monitor
-        .mail(&mut s.behavior, &p, &args, login.as_deref())
+        .mail(
+            &mut s.behavior,
+            &p,
+            &args,
+            login.as_deref(),
+            queue_id.as_deref(),
+        )
         .await;
     answer(&a.metrics, Stage::Mail, &mut cx.reply, &d)
 }
@@ -420,7 +427,8 @@ async fn unknown(a: &Shares, cx: &mut Context<Session>, command: CString) -> Sta
     } = &d
     {
         log::info!(
-            "client={} unknown command {}: answering {} {}",
+            "{}: client={} unknown command {}: answering {} {}",
+            st.log_prefix(),
             st.record.client_addr.as_deref().unwrap_or("unknown"),
             st.record.unknown_total,
             reply.code,

@@ -12,10 +12,13 @@
 //! * A replaced snapshot is kept here until no message holds it, then
 //!   freed on the blocking pool: freeing a library of a million strings
 //!   takes time no callback should spend.
+//! * Every reload is counted in [`ReloadStats`], successful or not, with
+//!   the time of the last successful one.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,10 +32,34 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// force were kept.
 pub type ReloadOutcome = Result<u64, Arc<RulesError>>;
 
+/// What a successful reload did, and when the new rules took over.
+#[derive(Clone, Copy, Debug)]
+pub struct Reloaded {
+    /// The generation now in force.
+    pub generation: u64,
+    /// Just before the swap: a message whose MAIL callback ended before
+    /// this instant was given the previous rules.
+    pub swap_started: Instant,
+    /// Just after the swap: a message whose MAIL callback started after
+    /// this instant was given these rules.
+    pub swap_done: Instant,
+    /// Reading and building the new rules.
+    pub load_time: Duration,
+}
+
+/// [`ReloadOutcome`] with the details of a successful reload.
+pub type ReloadReport = Result<Reloaded, Arc<RulesError>>;
+
+#[derive(Debug)]
+enum Reply {
+    Outcome(oneshot::Sender<ReloadOutcome>),
+    Report(oneshot::Sender<ReloadReport>),
+}
+
 /// A request to reload the configuration and the library.
 #[derive(Debug, Default)]
 pub struct Reload {
-    done: Option<oneshot::Sender<ReloadOutcome>>,
+    done: Option<Reply>,
 }
 
 impl Reload {
@@ -44,26 +71,100 @@ impl Reload {
     /// A request and the receiver of its outcome.
     pub fn with_reply() -> (Reload, oneshot::Receiver<ReloadOutcome>) {
         let (tx, rx) = oneshot::channel();
-        (Reload { done: Some(tx) }, rx)
+        let done = Some(Reply::Outcome(tx));
+        (Reload { done }, rx)
     }
 
-    /// Hands `outcome` to the requester, if one waits.
-    pub(crate) fn answer(self, outcome: ReloadOutcome) {
-        if let Some(done) = self.done {
-            let _ = done.send(outcome);
+    /// A request and the receiver of its outcome in detail.
+    pub fn with_report() -> (Reload, oneshot::Receiver<ReloadReport>) {
+        let (tx, rx) = oneshot::channel();
+        let done = Some(Reply::Report(tx));
+        (Reload { done }, rx)
+    }
+
+    fn answer(self, report: ReloadReport) {
+        match self.done {
+            None => {}
+            Some(Reply::Outcome(tx)) => {
+                let _ = tx.send(report.map(|r| r.generation));
+            }
+            Some(Reply::Report(tx)) => {
+                let _ = tx.send(report);
+            }
         }
+    }
+}
+
+/// Reload counters, updated by the reload task and read by anyone (logs,
+/// metrics).
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last successful reload;
+    /// 0 when there was none.
+    last_ok_ms: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A copy of [`ReloadStats`] at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadCounts {
+    /// Successful reloads since start.
+    pub ok: u64,
+    /// Failed reloads since start (the rules in force were kept).
+    pub failed: u64,
+    /// When the last successful reload swapped its rules in.
+    pub last_ok: Option<SystemTime>,
+    /// Why the last failed reload failed, if any failed.
+    pub last_error: Option<String>,
+}
+
+impl ReloadStats {
+    pub fn snapshot(&self) -> ReloadCounts {
+        let ms = self.last_ok_ms.load(Ordering::Relaxed);
+        ReloadCounts {
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            last_ok: (ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(ms)),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    fn succeeded(&self) {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.last_ok_ms.store(ms, Ordering::Relaxed);
+        self.ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failed(&self, e: &RulesError) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        self.failed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 pub struct Shared {
     current: RwLock<Arc<Rules>>,
+    reloads: ReloadStats,
 }
 
 impl Shared {
     pub fn new(rules: Rules) -> Shared {
         Shared {
             current: RwLock::new(Arc::new(rules)),
+            reloads: ReloadStats::default(),
         }
+    }
+
+    /// The reload counters.
+    pub fn reloads(&self) -> &ReloadStats {
+        &self.reloads
     }
 
     /// The rules in force.
@@ -113,10 +214,12 @@ pub async fn reload_task(shared: Arc<Shared>, mut requests: mpsc::Receiver<Reloa
         tokio::select! {
             req = requests.recv(), if open => match req {
                 Some(req) => {
-                    let outcome = reload(&shared, &started, &mut retired).await;
-                    if let Some(done) = req.done {
-                        let _ = done.send(outcome);
+                    let report = reload(&shared, &started, &mut retired).await;
+                    match &report {
+                        Ok(_) => shared.reloads.succeeded(),
+                        Err(e) => shared.reloads.failed(e),
                     }
+                    req.answer(report);
                 }
                 None => open = false,
             },
@@ -128,7 +231,7 @@ pub async fn reload_task(shared: Arc<Shared>, mut requests: mpsc::Receiver<Reloa
     }
 }
 
-async fn reload(shared: &Shared, started: &Config, retired: &mut Vec<Arc<Rules>>) -> ReloadOutcome {
+async fn reload(shared: &Shared, started: &Config, retired: &mut Vec<Arc<Rules>>) -> ReloadReport {
     let running = shared.current();
     let generation = running.generation + 1;
     let source: PathBuf = running
@@ -138,29 +241,49 @@ async fn reload(shared: &Shared, started: &Config, retired: &mut Vec<Arc<Rules>>
         .unwrap_or_else(|| running.config.library_path());
     log::info!("reloading {}", source.display());
     let old = running.clone();
+    let t0 = Instant::now();
     let loaded = tokio::task::spawn_blocking(move || load(&old.config, generation)).await;
+    let load_time = t0.elapsed();
     let rules = match loaded {
         Ok(Ok(rules)) => rules,
-        Ok(Err(e)) => {
-            log::error!("reload failed, keeping gen={}: {e}", running.generation);
-            return Err(Arc::new(e));
-        }
+        Ok(Err(e)) => return Err(failed(running.generation, e, load_time)),
         Err(e) => {
-            log::error!("reload failed, keeping gen={}: {e}", running.generation);
             let e = RulesError::Internal(format!("loading {}: {e}", source.display()));
-            return Err(Arc::new(e));
+            return Err(failed(running.generation, e, load_time));
         }
     };
     for change in config::restart_needed(started, &rules.config) {
-        log::warn!("reload: {change} takes effect only after a restart");
+        log::warn!("reload: {change}: restart needed, the running value stays");
     }
     apply_log_level(&rules.config);
-    log::info!("reloaded gen={}: {}", rules.generation, rules.describe());
+    log::info!(
+        "reloaded gen={} in {:.2}s: {}",
+        rules.generation,
+        load_time.as_secs_f64(),
+        rules.describe()
+    );
     let generation = rules.generation;
     drop(running);
-    retired.push(shared.swap(Arc::new(rules)));
+    let new = Arc::new(rules);
+    let swap_started = Instant::now();
+    retired.push(shared.swap(new));
+    let swap_done = Instant::now();
     release(retired);
-    Ok(generation)
+    Ok(Reloaded {
+        generation,
+        swap_started,
+        swap_done,
+        load_time,
+    })
+}
+
+/// Logs a failed reload and wraps its error.
+fn failed(keeping: u64, e: RulesError, took: Duration) -> Arc<RulesError> {
+    log::error!(
+        "reload failed after {:.2}s, keeping gen={keeping}: {e}",
+        took.as_secs_f64()
+    );
+    Arc::new(e)
 }
 
 /// Frees, on the blocking pool, the replaced snapshots no message holds;
@@ -233,6 +356,41 @@ mod tests {
         let e = done.await.unwrap().unwrap_err();
         assert!(e.to_string().contains("/nonexistent/library.yaml"), "{e}");
         assert_eq!(shared.current().generation, 1);
+        let c = shared.reloads().snapshot();
+        assert_eq!((c.ok, c.failed, c.last_ok), (0, 1, None));
+        assert!(c.last_error.unwrap().contains("/nonexistent/library.yaml"));
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn reloads_are_counted_with_the_time_of_the_last_good_one() {
+        let dir = std::env::temp_dir().join(format!("mailward-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib = dir.join("library.yaml");
+        std::fs::write(&lib, "entries: [x]\n").unwrap();
+        let mut r = rules(1);
+        r.config.library = Some(lib.clone());
+        let shared = Arc::new(Shared::new(r));
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(reload_task(shared.clone(), rx));
+        let before = SystemTime::now() - Duration::from_millis(1);
+        let (req, done) = Reload::with_report();
+        tx.send(req).await.unwrap();
+        let r = done.await.unwrap().unwrap();
+        assert_eq!(r.generation, 2);
+        assert!(r.swap_started <= r.swap_done);
+        std::fs::write(&lib, "entries: [{text: x, colour: red}]\n").unwrap();
+        let (req, done) = Reload::with_reply();
+        tx.send(req).await.unwrap();
+        let e = done.await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("library.yaml:1:"), "{e}");
+        let c = shared.reloads().snapshot();
+        assert_eq!((c.ok, c.failed), (1, 1));
+        let last = c.last_ok.unwrap();
+        assert!(last >= before && last <= SystemTime::now(), "{last:?}");
+        assert!(c.last_error.unwrap().contains("unknown key `colour`"));
+        assert_eq!(shared.current().generation, 2);
+        task.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

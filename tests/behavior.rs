@@ -285,3 +285,30 @@ async fn the_session_score_has_its_own_thresholds() {
     c.close().await;
     m.stop().await;
 }
+
+#[tokio::test]
+async fn limit_lines_start_with_the_queue_id_or_noqueue() {
+    let m = Milter::start(
+        "behavior:\n  limits:\n    - {key: ip, metric: messages, window: 1m, max: 1, action: monitor}\n",
+        LIBRARY,
+    )
+    .await;
+    let mut c = m.client_from(ip("198.51.100.77")).await;
+    for q in ["QMAIL1", "QMAIL2"] {
+        c.conn.macros(MacroStage::Mail, [("i", q)]).await.unwrap();
+        let status = c.conn.mail(["<a@example.com>"]).await.unwrap();
+        assert_eq!(status, Status::Continue, "{q}");
+        c.conn.abort().await.unwrap();
+    }
+    c.close().await;
+    // An MTA that passes no queue id at MAIL (Postfix by default).
+    let mut c = m.client_from(ip("198.51.100.77")).await;
+    let status = c.conn.mail(["<a@example.com>"]).await.unwrap();
+    assert_eq!(status, Status::Continue);
+    c.close().await;
+    let client = "limit 0: client=198.51.100.77 ip=198.51.100.77 messages";
+    assert!(!logged(&format!("QMAIL1: {client}")), "under the limit");
+    assert!(logged(&format!("QMAIL2: {client} 2 > 1")));
+    assert!(logged(&format!("NOQUEUE: {client} 3 > 1")));
+    m.stop().await;
+}

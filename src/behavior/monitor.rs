@@ -156,8 +156,10 @@ impl Monitor {
         p: &Policy,
         args: &[&[u8]],
         login: Option<&str>,
+        queue_id: Option<&str>,
     ) -> Decision {
         st.mail(p, &self.store, args, login);
+        st.set_queue_id(queue_id);
         let d = self.settle(st, p, Stage::Mail, true).await;
         if let Decision::Refuse { by, reply } = &d {
             let action = if reply.code.starts_with('5') {

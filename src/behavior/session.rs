@@ -286,6 +286,12 @@ impl SessionState {
 
     /// DATA: the queue id is known from here on.
     pub fn data(&mut self, queue_id: Option<&str>) {
+        self.set_queue_id(queue_id);
+    }
+
+    /// The queue id of the message in progress, when the MTA passes one
+    /// (Sendmail does from MAIL on, Postfix from DATA on by default).
+    pub fn set_queue_id(&mut self, queue_id: Option<&str>) {
         if let (Some(m), Some(q)) = (self.msg.as_mut(), queue_id) {
             m.queue_id = Some(q.to_owned());
         }
@@ -358,6 +364,16 @@ impl SessionState {
         self.record.score
     }
 
+    /// What a log line about this session starts with: the queue id of
+    /// the message in progress once the MTA has passed it, else
+    /// `NOQUEUE` (as Postfix writes it).
+    pub fn log_prefix(&self) -> &str {
+        self.msg
+            .as_ref()
+            .and_then(|m| m.queue_id.as_deref())
+            .unwrap_or("NOQUEUE")
+    }
+
     /// Records the limits in `self.trips` and decides: the strongest
     /// refusing limit, else the conformity thresholds when `thresholds`.
     pub fn decide(&mut self, p: &Policy, stage: Stage, thresholds: bool) -> Decision {
@@ -374,7 +390,8 @@ impl SessionState {
             }
             .unwrap_or_default();
             log::info!(
-                "limit {}: client={} {}={value} {} {} > {} in {}s: {}",
+                "{}: limit {}: client={} {}={value} {} {} > {} in {}s: {}",
+                self.log_prefix(),
                 t.rule.index,
                 self.record.client_addr.as_deref().unwrap_or("unknown"),
                 t.rule.key,

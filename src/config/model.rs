@@ -24,6 +24,9 @@ pub struct Config {
     pub path: Option<PathBuf>,
     pub listen: Listen,
     pub socket_mode: FileMode,
+    /// Owner and group of a `unix:` socket; unchanged when unset.
+    pub socket_owner: Option<Account>,
+    pub socket_group: Option<Account>,
     /// The library file; relative paths are resolved against the
     /// directory of the configuration file by the reader.
     pub library: Option<PathBuf>,
@@ -51,6 +54,9 @@ pub struct MilterSettings {
     pub max_connections: Count<1, 1_000_000, 100>,
     pub connection_timeout: Seconds<7210>,
     pub on_error: OnError,
+    /// How long a stop waits for open sessions to end before it closes
+    /// them.
+    pub shutdown_grace: Seconds<30>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -112,6 +118,20 @@ pub struct Exempt {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub level: LogLevel,
+    pub destination: LogDestination,
+    pub facility: Facility,
+    /// The syslog daemon's socket (a datagram socket).
+    pub syslog_socket: SyslogSocket,
+}
+
+/// The path of the local syslog socket, `/dev/log` by default.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SyslogSocket(pub PathBuf);
+
+impl Default for SyslogSocket {
+    fn default() -> Self {
+        SyslogSocket(PathBuf::from("/dev/log"))
+    }
 }
 
 /// The HTTP listener serving `/metrics` (and the admin API).
@@ -168,6 +188,85 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+/// Where log lines go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogDestination {
+    /// Standard error, one line per record (systemd's journal takes it).
+    #[default]
+    Stderr,
+    /// The local syslog daemon, through its socket.
+    Syslog,
+}
+
+impl LogDestination {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogDestination::Stderr => "stderr",
+            LogDestination::Syslog => "syslog",
+        }
+    }
+}
+
+/// A syslog facility (RFC 5424 numbering).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Facility {
+    User,
+    #[default]
+    Mail,
+    Daemon,
+    Auth,
+    Authpriv,
+    Local0,
+    Local1,
+    Local2,
+    Local3,
+    Local4,
+    Local5,
+    Local6,
+    Local7,
+}
+
+impl Facility {
+    /// The facility's code.
+    pub fn code(self) -> u8 {
+        match self {
+            Facility::User => 1,
+            Facility::Mail => 2,
+            Facility::Daemon => 3,
+            Facility::Auth => 4,
+            Facility::Authpriv => 10,
+            Facility::Local0 => 16,
+            Facility::Local1 => 17,
+            Facility::Local2 => 18,
+            Facility::Local3 => 19,
+            Facility::Local4 => 20,
+            Facility::Local5 => 21,
+            Facility::Local6 => 22,
+            Facility::Local7 => 23,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Facility::User => "user",
+            Facility::Mail => "mail",
+            Facility::Daemon => "daemon",
+            Facility::Auth => "auth",
+            Facility::Authpriv => "authpriv",
+            Facility::Local0 => "local0",
+            Facility::Local1 => "local1",
+            Facility::Local2 => "local2",
+            Facility::Local3 => "local3",
+            Facility::Local4 => "local4",
+            Facility::Local5 => "local5",
+            Facility::Local6 => "local6",
+            Facility::Local7 => "local7",
+        }
+    }
 }
 
 impl LogLevel {

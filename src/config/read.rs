@@ -78,6 +78,11 @@ pub fn from_str(text: &str, name: &Path, base: &Path) -> Result<Config, ConfigEr
     {
         config.listen = Listen::Unix(base.join(p));
     }
+    let socket = &config.log.syslog_socket.0;
+    if socket.as_os_str().is_empty() {
+        return Err(ConfigError::whole(name, "log.syslog_socket is empty"));
+    }
+    config.log.syslog_socket.0 = base.join(socket);
     if let Some(p) = &config.behavior.records {
         if p.as_os_str().is_empty() {
             return Err(ConfigError::whole(name, "behavior.records is empty"));

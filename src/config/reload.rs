@@ -1,11 +1,12 @@
 //! What a reload can change.
 //!
-//! The listening socket, indymilter's own settings (connection limit and
-//! timeout) and the metrics listener (address, connection limit) are fixed
-//! when the milter starts; everything else (the library,
-//! judgment, replies, limits, exemptions, log level) takes effect from the
-//! next message after a reload. A reload that changes a fixed setting keeps
-//! the running value and says so.
+//! The listening socket (address, mode, owner, group), indymilter's own
+//! settings (connection limit and timeout), the metrics listener (address,
+//! connection limit) and the log destination are fixed when the milter
+//! starts; everything else (the library, judgment, replies, limits,
+//! exemptions, behavior rules, the record file, the log level, the shutdown
+//! grace time) takes effect from the next message after a reload. A reload
+//! that changes a fixed setting keeps the running value and says so.
 
 use super::model::Config;
 
@@ -20,6 +21,24 @@ pub fn restart_needed(running: &Config, loaded: &Config) -> Vec<String> {
         out.push(format!(
             "socket_mode ({:04o} → {:04o})",
             running.socket_mode.0, loaded.socket_mode.0
+        ));
+    }
+    let account = |a: &Option<super::model::Account>| match a {
+        Some(a) => a.to_string(),
+        None => "unset".into(),
+    };
+    if running.socket_owner != loaded.socket_owner {
+        out.push(format!(
+            "socket_owner ({} → {})",
+            account(&running.socket_owner),
+            account(&loaded.socket_owner)
+        ));
+    }
+    if running.socket_group != loaded.socket_group {
+        out.push(format!(
+            "socket_group ({} → {})",
+            account(&running.socket_group),
+            account(&loaded.socket_group)
         ));
     }
     let (a, b) = (&running.milter, &loaded.milter);
@@ -49,6 +68,28 @@ pub fn restart_needed(running: &Config, loaded: &Config) -> Vec<String> {
         out.push(format!(
             "metrics.max_connections ({} → {})",
             a.max_connections.0, b.max_connections.0
+        ));
+    }
+    let (a, b) = (&running.log, &loaded.log);
+    if a.destination != b.destination {
+        out.push(format!(
+            "log.destination ({} → {})",
+            a.destination.as_str(),
+            b.destination.as_str()
+        ));
+    }
+    if a.facility != b.facility {
+        out.push(format!(
+            "log.facility ({} → {})",
+            a.facility.as_str(),
+            b.facility.as_str()
+        ));
+    }
+    if a.syslog_socket != b.syslog_socket {
+        out.push(format!(
+            "log.syslog_socket ({} → {})",
+            a.syslog_socket.0.display(),
+            b.syslog_socket.0.display()
         ));
     }
     out

@@ -67,6 +67,12 @@ fn defaults() {
     assert!(c.exempt.trusted_networks.is_empty());
     assert!(!c.exempt.authenticated);
     assert_eq!(c.log.level, LogLevel::Info);
+    assert_eq!(c.log.destination, LogDestination::Stderr);
+    assert_eq!(c.log.facility, Facility::Mail);
+    assert_eq!(c.log.syslog_socket.0, Path::new("/dev/log"));
+    assert_eq!(c.socket_owner, None);
+    assert_eq!(c.socket_group, None);
+    assert_eq!(c.milter.shutdown_grace.0, Duration::from_secs(30));
     assert_eq!(c.path, None);
 }
 
@@ -98,11 +104,14 @@ fn full_file() {
     let c = ok("\
 listen: unix:run/milter.sock
 socket_mode: '0600'
+socket_owner: mailward
+socket_group: 125
 library: /srv/lib.yaml
 milter:
   max_connections: 20
   connection_timeout: 5m
   on_error: accept
+  shutdown_grace: 2m
 judge:
   mode: tag
   reject_score: 12.5
@@ -128,6 +137,9 @@ exempt:
   authenticated: true
 log:
   level: debug
+  destination: syslog
+  facility: local3
+  syslog_socket: run/log
 ");
     assert_eq!(
         c.listen,
@@ -167,6 +179,60 @@ log:
     assert_eq!(c.exempt.trusted_networks[2].prefix, 32);
     assert!(c.exempt.authenticated);
     assert_eq!(c.log.level, LogLevel::Debug);
+    assert_eq!(c.log.destination, LogDestination::Syslog);
+    assert_eq!(c.log.facility, Facility::Local3);
+    assert_eq!(c.log.facility.code(), 19);
+    assert_eq!(c.log.syslog_socket.0, Path::new("/etc/mailward/run/log"));
+    assert_eq!(c.socket_owner, Some(Account::Name("mailward".into())));
+    assert_eq!(c.socket_group, Some(Account::Id(125)));
+    assert_eq!(c.milter.shutdown_grace.0, Duration::from_secs(120));
+}
+
+#[test]
+fn socket_owners_and_log_destinations() {
+    for (text, at, needle) in [
+        (
+            "socket_owner: -x\n",
+            "1:15:",
+            "expected a user or group name",
+        ),
+        (
+            "socket_owner: 'a b'\n",
+            "1:15:",
+            "expected a user or group name",
+        ),
+        (
+            "socket_group: 4294967295\n",
+            "1:15:",
+            "not a valid numeric id",
+        ),
+        (
+            "socket_group: 99999999999\n",
+            "1:15:",
+            "not a valid numeric id",
+        ),
+        (
+            "log: {destination: file}\n",
+            "1:20:",
+            "unknown variant `file`",
+        ),
+        ("log: {facility: kern}\n", "1:17:", "unknown variant `kern`"),
+        ("milter: {shutdown_grace: 0}\n", "1:26:", "from 1 second"),
+    ] {
+        let e = err(&format!("library: l\n{text}"));
+        let want = at.replacen("1:", "2:", 1);
+        assert!(e.starts_with(&want), "{text}: expected at {want}, got: {e}");
+        assert!(e.contains(needle), "{text}: expected {needle:?} in: {e}");
+    }
+    assert_eq!(
+        ok("library: l\nsocket_owner: postfix$\n").socket_owner,
+        Some(Account::Name("postfix$".into()))
+    );
+    assert_eq!(
+        ok("library: l\nsocket_group: 0\n").socket_group,
+        Some(Account::Id(0))
+    );
+    assert!(err("library: l\nlog: {syslog_socket: ''}\n").contains("log.syslog_socket is empty"));
 }
 
 #[test]
@@ -466,6 +532,19 @@ fn restart_needed_names_fixed_settings() {
     assert!(changes[0].starts_with("listen"));
     assert!(changes[1].starts_with("milter.max_connections"));
     assert!(restart_needed(&a, &a).is_empty());
+    let c = ok(
+        "library: l\nsocket_group: mail\nlog: {destination: syslog, facility: daemon}\nmilter: {shutdown_grace: 5s}\n",
+    );
+    let changes = restart_needed(&a, &c);
+    assert_eq!(
+        changes,
+        [
+            "socket_group (unset → mail)",
+            "log.destination (stderr → syslog)",
+            "log.facility (mail → daemon)"
+        ],
+        "the grace time reloads"
+    );
 }
 
 #[test]

@@ -141,6 +141,58 @@ scalar!(FileMode, "an octal file mode such as 0660", |s| {
     }
 });
 
+/// A user or group: a name, or a numeric id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Account {
+    Id(u32),
+    Name(String),
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::Id(n) => write!(f, "{n}"),
+            Account::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Account {
+    /// All digits is an id; anything else must look like a POSIX user or
+    /// group name (letters, digits, `_`, `.`, `-`, not starting with `-`;
+    /// a trailing `$` is allowed, as Samba machine accounts have it).
+    pub fn parse(s: &str) -> Result<Account, String> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n != u32::MAX)
+                .map(Account::Id)
+                .ok_or_else(|| format!("`{s}`: not a valid numeric id"));
+        }
+        let body = s.strip_suffix('$').unwrap_or(s);
+        let ok = !body.is_empty()
+            && s.len() <= 64
+            && !body.starts_with('-')
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if ok {
+            Ok(Account::Name(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}`: expected a user or group name (letters, digits, `_`, `.`, `-`) or a numeric id"
+            ))
+        }
+    }
+}
+
+scalar!(
+    Account,
+    "a user or group name, or a numeric id",
+    Account::parse
+);
+
 /// A count between `MIN` and `MAX`, `DEF` by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Count<const MIN: usize, const MAX: usize, const DEF: usize>(pub usize);

@@ -156,7 +156,8 @@ async fn route(http: &Http, req: Request<hyper::body::Incoming>) -> Response<Ful
             return method_not_allowed("GET, HEAD");
         }
         let rules = http.shared.current();
-        let text = render(&http.metrics, &rules, &http.monitor);
+        let reloads = http.shared.reloads().snapshot();
+        let text = render(&http.metrics, &rules, &http.monitor, &reloads);
         return respond(StatusCode::OK, CONTENT_TYPE, text);
     }
     if let Some(rest) = path.strip_prefix("/admin/") {

@@ -285,9 +285,6 @@ pub struct Metrics {
     categories: Mutex<Registry>,
     hits: [AtomicU64; MAX_CATEGORIES + 1],
     top: TopEntries,
-    reloads_ok: AtomicU64,
-    reloads_failed: AtomicU64,
-    last_good_load: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -324,10 +321,6 @@ impl Metrics {
             categories: Mutex::new(Registry::default()),
             hits: zeros(),
             top: TopEntries::default(),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
-            // The rules loaded at start are the first good load.
-            last_good_load: AtomicU64::new(now),
         }
     }
 
@@ -442,16 +435,6 @@ impl Metrics {
         }
         reg.maps.push((rules.generation, map.clone()));
         map
-    }
-
-    /// A reload's outcome.
-    pub fn reload(&self, ok: bool) {
-        if ok {
-            add(&self.reloads_ok, 1);
-            self.last_good_load.store(unix_secs(), Ordering::Relaxed);
-        } else {
-            add(&self.reloads_failed, 1);
-        }
     }
 
     /// Hits by category: every category registered, then [`OTHER`] when

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::behavior::Monitor;
 use crate::rules::Rules;
+use crate::state::ReloadCounts;
 
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -73,7 +74,7 @@ fn escape(out: &mut String, v: &str) {
 
 /// Every metric: the milter's counters, behavior monitoring's, and the
 /// state of `rules` (in force) and of the monitor's tables.
-pub fn render(m: &Metrics, rules: &Rules, monitor: &Monitor) -> String {
+pub fn render(m: &Metrics, rules: &Rules, monitor: &Monitor, reloads: &ReloadCounts) -> String {
     let mut o = Out(String::with_capacity(16 << 10));
     o.family(
         "mailward_build_info",
@@ -300,21 +301,20 @@ pub fn render(m: &Metrics, rules: &Rules, monitor: &Monitor) -> String {
         "counter",
         "Reloads (SIGHUP), by outcome.",
     );
-    o.sample(
-        "mailward_reloads_total",
-        &[("outcome", "ok")],
-        get(&m.reloads_ok),
-    );
+    o.sample("mailward_reloads_total", &[("outcome", "ok")], reloads.ok);
     o.sample(
         "mailward_reloads_total",
         &[("outcome", "failed")],
-        get(&m.reloads_failed),
+        reloads.failed,
     );
     o.one(
         "mailward_last_good_load_timestamp_seconds",
         "gauge",
         "When the rules in force were loaded (start or last successful reload), Unix time.",
-        get(&m.last_good_load),
+        reloads
+            .last_ok
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(m.started, |d| d.as_secs()),
     );
 
     // The process.

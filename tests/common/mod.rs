@@ -91,6 +91,14 @@ pub fn log_lines(queue_id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether any captured line contains `needle`.
+pub fn logged(needle: &str) -> bool {
+    LOG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|l| l.contains(needle))
+}
+
 /// The one line logged for the message with `queue_id`.
 pub fn log_line(queue_id: &str) -> String {
     let lines = log_lines(queue_id);
@@ -222,6 +230,21 @@ impl Milter {
                     .collect();
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Completes the shutdown future given to `mailward::run`.
+    pub fn begin_stop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+
+    /// Waits for `mailward::run` to return.
+    pub async fn join(mut self) -> Result<(), RunError> {
+        match self.task.take() {
+            Some(t) => t.await.unwrap(),
+            None => Ok(()),
         }
     }
 

@@ -19,8 +19,10 @@
 //! message, or earlier when the milter decided earlier), the end-of-message
 //! actions (e.g. the verdict header, whose `gen=` tells which rules judged
 //! it), its queue id (macro `i`, unique per message, so that log lines can
-//! be matched) and its latency, from the first event of the message to
-//! the reply that ended it. Errors end a session, not the run: they are
+//! be matched), its latency, from the first event of the message to
+//! the reply that ended it, the longest wait for one reply within it, and
+//! when its MAIL was answered (so that a test can tell which rules were in
+//! force when the milter took its MAIL). Errors end a session, not the run: they are
 //! reported per session and the worker goes on with its next session.
 //!
 //! Cost: a message is encoded straight from its parsed headers and body
@@ -216,8 +218,15 @@ pub struct MessageResult {
     pub actions: Vec<Action>,
     /// When the first event of the message was sent.
     pub started: Instant,
+    /// When the reply to MAIL came (`None` when MAIL was not sent or gets
+    /// no reply): the milter's MAIL callback ran between `started` and
+    /// this.
+    pub mail_answered: Option<Instant>,
     /// From the first event of the message to the reply that ended it.
     pub latency: Duration,
+    /// The longest wait for one reply of the message (a callback's round
+    /// trip).
+    pub slowest_reply: Duration,
 }
 
 impl MessageResult {
@@ -751,7 +760,9 @@ async fn run_session(
             reply,
             actions,
             started,
+            mail_answered: conn.mail_answered.take(),
             latency,
+            slowest_reply: std::mem::take(&mut conn.slowest_reply),
         });
         *current = None;
     }
@@ -779,6 +790,10 @@ struct Conn {
     /// `{mail_addr}` and `{rcpt_addr}`: the addresses without brackets.
     mail_addr: Vec<u8>,
     rcpt_addr: Vec<u8>,
+    /// Of the message under way: when MAIL was answered, and the longest
+    /// wait for a reply.
+    mail_answered: Option<Instant>,
+    slowest_reply: Duration,
 }
 
 type Io<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -868,6 +883,8 @@ impl Conn {
             client_addr: String::new(),
             mail_addr: Vec::new(),
             rcpt_addr: Vec::new(),
+            mail_answered: None,
+            slowest_reply: Duration::ZERO,
         };
         let mut neg = Vec::with_capacity(12);
         neg.extend_from_slice(&6u32.to_be_bytes());
@@ -1015,11 +1032,13 @@ impl Conn {
             return Ok(Reply::Continue);
         }
         self.flush().await?;
+        let sent = Instant::now();
         loop {
             let (kind, r) = self.read_frame().await?;
             if kind == b'p' {
                 continue;
             }
+            self.slowest_reply = self.slowest_reply.max(sent.elapsed());
             return parse_reply(kind, &self.inbuf[r])?
                 .ok_or_else(|| format!("action {:?} before end of message", kind as char).into());
         }
@@ -1058,11 +1077,16 @@ impl Conn {
         let qid = Some(queue_id);
         let login = opts.login.as_deref();
         let done = |at, r| Ok((at, r, Vec::new()));
+        self.mail_answered = None;
+        self.slowest_reply = Duration::ZERO;
         self.mail_addr = bare_addr(&mail.sender);
         if !self.has(opt::NO_MAIL) {
             self.macros(Stage::Mail, qid, login);
             self.frame(cmd::MAIL, &[mail.sender.as_bytes(), b"\0"]);
             let r = self.reply(opt::NR_MAIL).await?;
+            if !self.has(opt::NR_MAIL) {
+                self.mail_answered = Some(Instant::now());
+            }
             if r != Reply::Continue {
                 return done(At::Mail, r);
             }
@@ -1127,6 +1151,7 @@ impl Conn {
         self.macros(Stage::Eom, qid, login);
         self.frame(cmd::EOM, &[]);
         self.flush().await?;
+        let sent = Instant::now();
         let mut actions = Vec::new();
         loop {
             let (kind, r) = self.read_frame().await?;
@@ -1135,7 +1160,10 @@ impl Conn {
             }
             let data = &self.inbuf[r];
             match parse_reply(kind, data)? {
-                Some(reply) => return Ok((At::Eom, reply, actions)),
+                Some(reply) => {
+                    self.slowest_reply = self.slowest_reply.max(sent.elapsed());
+                    return Ok((At::Eom, reply, actions));
+                }
                 None => actions.push(parse_action(kind, data)?),
             }
         }
