@@ -9,11 +9,10 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::postfix::{PostfixInstance, free_port, wait_listening};
+use support::mailward::MailwardProcess;
+use support::postfix::PostfixInstance;
 
 /// Upper bound for each wait on Postfix or mailward.
 const WAIT: Duration = Duration::from_secs(30);
@@ -26,40 +25,8 @@ entries:
   - { text: limited offer, weight: 3, id: offer }
 ";
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "mailward-e2e-{tag}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The `mailward` binary on a free loopback port; killed by pid on drop.
-struct Mailward {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
+/// mailward on [`LIBRARY`]; killed by pid on drop.
+struct Mailward(MailwardProcess);
 
 impl Mailward {
     /// Starts mailward with `judge` as its judge section.
@@ -67,88 +34,32 @@ impl Mailward {
         Mailward::start_with(&format!("judge:\n{judge}"))
     }
 
-    /// Starts mailward with `extra` appended to its configuration
-    /// (retrying on a new port if the one picked was taken in between).
+    /// Starts mailward with `extra` appended to its configuration.
     fn start_with(extra: &str) -> Mailward {
-        for _ in 0..5 {
-            let dir = TempDir::new("milter");
-            let port = free_port();
-            dir.write("library.yaml", LIBRARY);
-            let config = dir.write(
-                "milter.yaml",
-                &format!("listen: inet:127.0.0.1:{port}\nlibrary: library.yaml\n{extra}"),
-            );
-            let log = dir.0.join("mailward.log");
-            let child = Command::new(env!("CARGO_BIN_EXE_mailward"))
-                .arg("--config")
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("create log file"))
-                .spawn()
-                .expect("spawn mailward");
-            let mut m = Mailward {
-                child,
-                port,
-                log,
-                _dir: dir,
-            };
-            // Readiness by the listening socket, never by connecting (that
-            // would be a milter session).
-            if wait_listening(port, WAIT) {
-                return m;
-            }
-            m.stop();
-        }
-        panic!("mailward did not start on any port");
+        Mailward(MailwardProcess::start(LIBRARY, extra))
+    }
+
+    fn port(&self) -> u16 {
+        self.0.port()
     }
 
     fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.stop();
+    }
+
+    fn log(&self) -> String {
+        self.0.log()
+    }
+
+    /// Waits for a line of mailward's log that contains every one of `parts`.
+    fn wait_log(&self, parts: &[&str]) -> Option<String> {
+        self.0.wait_log(parts, WAIT)
     }
 
     /// The session records written to `sessions.jsonl`, once there are at
     /// least `n` (or after the wait).
     fn records(&self, n: usize) -> Vec<serde_json::Value> {
-        let path = self._dir.0.join("sessions.jsonl");
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if text.lines().count() >= n || std::time::Instant::now() > deadline {
-                return text
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-                    .collect();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for a line of mailward's log that contains every one of `parts`.
-    fn wait_log(&self, parts: &[&str]) -> Option<String> {
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::time::Instant::now() < deadline {
-            if let Some(line) = self
-                .log()
-                .lines()
-                .find(|l| parts.iter().all(|p| l.contains(p)))
-            {
-                return Some(line.to_string());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Mailward {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.records("sessions.jsonl", n, WAIT)
     }
 }
 
@@ -168,7 +79,7 @@ fn send(pf: &PostfixInstance, subject: &str, body: &str) -> (i32, String) {
 }
 
 fn postfix(m: &Mailward) -> Option<PostfixInstance> {
-    PostfixInstance::builder().milter_port(m.port).start()
+    PostfixInstance::builder().milter_port(m.port()).start()
 }
 
 #[test]
@@ -372,7 +283,7 @@ fn what_postfix_passes_to_the_conformity_checks() {
     // From its own addresses (the test's 127.0.0.1) Postfix adds a missing
     // Date before the milter sees the headers; not from other clients.
     let Some(pf) = PostfixInstance::builder()
-        .milter_port(m.port)
+        .milter_port(m.port())
         .param("local_header_rewrite_clients", "")
         .start()
     else {
