@@ -136,42 +136,32 @@ pub struct BehaviorReplies {
 
 // ---- reply kinds ----
 
-#[derive(Clone, Debug)]
-pub struct DisconnectKind;
-impl ReplyKind for DisconnectKind {
-    const CLASS: char = '4';
-    const CODE: &'static str = "421";
-    const STATUS: &'static str = "4.7.0";
-    const TEXT: &'static str = "Too many unknown commands, closing connection";
-}
+reply_kind!(
+    DisconnectKind,
+    '4',
+    "421",
+    "4.7.0",
+    "Too many unknown commands, closing connection"
+);
 
-#[derive(Clone, Debug)]
-pub struct LimitTempfailKind;
-impl ReplyKind for LimitTempfailKind {
-    const CLASS: char = '4';
-    const CODE: &'static str = "451";
-    const STATUS: &'static str = "4.7.1";
-    const TEXT: &'static str = "Too much activity, try again later";
-}
+reply_kind!(
+    LimitTempfailKind,
+    '4',
+    "451",
+    "4.7.1",
+    "Too much activity, try again later"
+);
 
-#[derive(Clone, Debug)]
-pub struct LimitRejectKind;
-impl ReplyKind for LimitRejectKind {
-    const CLASS: char = '5';
-    const CODE: &'static str = "550";
-    const STATUS: &'static str = "5.7.1";
-    const TEXT: &'static str = "Refused by local policy";
-}
+reply_kind!(
+    LimitRejectKind,
+    '5',
+    "550",
+    "5.7.1",
+    "Refused by local policy"
+);
 
-/// A reply text of either class.
-#[derive(Clone, Debug)]
-pub struct AnyTextKind;
-impl ReplyKind for AnyTextKind {
-    const CLASS: char = '0';
-    const CODE: &'static str = "";
-    const STATUS: &'static str = "";
-    const TEXT: &'static str = "";
-}
+// A reply text of either class.
+reply_kind!(AnyTextKind, '0', "", "", "");
 
 // ---- scalars ----
 

@@ -531,6 +531,22 @@ scalar!(Net, "an IP address or network", Net::parse);
 
 // ---- SMTP replies ----
 
+/// A reply kind: its code class (`'0'` when only the text is used) and its
+/// generic defaults.
+macro_rules! reply_kind {
+    ($name:ident, $class:expr, $code:expr, $status:expr, $text:expr) => {
+        #[derive(Clone, Debug)]
+        pub struct $name;
+        impl ReplyKind for $name {
+            const CLASS: char = $class;
+            const CODE: &'static str = $code;
+            const STATUS: &'static str = $status;
+            const TEXT: &'static str = $text;
+        }
+    };
+}
+pub(crate) use reply_kind;
+
 /// The kind of a reply: its code class and generic defaults, which say
 /// nothing about what matched.
 pub trait ReplyKind {
@@ -540,42 +556,32 @@ pub trait ReplyKind {
     const TEXT: &'static str;
 }
 
-#[derive(Clone, Debug)]
-pub struct RejectKind;
-impl ReplyKind for RejectKind {
-    const CLASS: char = '5';
-    const CODE: &'static str = "550";
-    const STATUS: &'static str = "5.7.1";
-    const TEXT: &'static str = "Message refused by content filter";
-}
+reply_kind!(
+    RejectKind,
+    '5',
+    "550",
+    "5.7.1",
+    "Message refused by content filter"
+);
 
-#[derive(Clone, Debug)]
-pub struct TempfailKind;
-impl ReplyKind for TempfailKind {
-    const CLASS: char = '4';
-    const CODE: &'static str = "451";
-    const STATUS: &'static str = "4.7.1";
-    const TEXT: &'static str = "Message deferred by content filter, try again later";
-}
+reply_kind!(
+    TempfailKind,
+    '4',
+    "451",
+    "4.7.1",
+    "Message deferred by content filter, try again later"
+);
 
-#[derive(Clone, Debug)]
-pub struct ErrorKind;
-impl ReplyKind for ErrorKind {
-    const CLASS: char = '4';
-    const CODE: &'static str = "451";
-    const STATUS: &'static str = "4.3.0";
-    const TEXT: &'static str = "Temporary local problem, try again later";
-}
+reply_kind!(
+    ErrorKind,
+    '4',
+    "451",
+    "4.3.0",
+    "Temporary local problem, try again later"
+);
 
-/// Only its text is used (the reason given to the MTA's hold queue).
-#[derive(Clone, Debug)]
-pub struct QuarantineKind;
-impl ReplyKind for QuarantineKind {
-    const CLASS: char = '0';
-    const CODE: &'static str = "";
-    const STATUS: &'static str = "";
-    const TEXT: &'static str = "held by content filter";
-}
+// Only its text is used (the reason given to the MTA's hold queue).
+reply_kind!(QuarantineKind, '0', "", "", "held by content filter");
 
 /// An SMTP reply: `code` (`550`), enhanced `status` (`5.7.1`) and `text`.
 #[derive(Clone, Debug, Deserialize)]
