@@ -35,8 +35,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -46,6 +44,7 @@ use indymilter::{
     SetErrorReply, Status,
 };
 use support::postfix::PostfixInstance;
+use support::smtp::Smtp;
 use tokio::sync::oneshot;
 
 /// Upper bound for each wait on Postfix (delivery, log lines, replies).
@@ -456,56 +455,26 @@ fn stopped_milter_gives_the_default_tempfail() {
     );
 }
 
-/// Reads one SMTP reply (all its lines); empty at end of stream.
-fn read_reply(reader: &mut impl BufRead) -> String {
-    let mut reply = String::new();
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return reply,
-            Ok(_) => {}
-        }
-        reply.push_str(&line);
-        // The last line of a reply has a space after the code.
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return reply;
-        }
-    }
-}
-
 #[test]
 fn unknown_commands_through_postfix() {
     let stub = Stub::start();
     let Some(pf) = postfix_with(&stub) else {
         return;
     };
-    let stream = TcpStream::connect(pf.smtp_addr()).expect("connect to Postfix");
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    let mut writer = stream.try_clone().expect("clone stream");
-    let mut reader = BufReader::new(stream);
-
-    let banner = read_reply(&mut reader);
-    assert!(banner.starts_with("220 "), "banner: {banner}");
-    writer.write_all(b"EHLO x\r\n").unwrap();
-    let ehlo = read_reply(&mut reader);
+    let mut smtp = Smtp::connect(pf.smtp_addr(), WAIT);
+    let ehlo = smtp.send("EHLO x");
     assert!(ehlo.starts_with("250"), "EHLO: {ehlo}");
 
     let mut replies = Vec::new();
     for i in 1..=UNKNOWN_LIMIT + 2 {
-        if writer
-            .write_all(format!("FOOBAR {i}\r\n").as_bytes())
-            .is_err()
-        {
-            break;
-        }
-        let reply = read_reply(&mut reader);
+        let reply = smtp.send(&format!("FOOBAR {i}"));
         let end = reply.is_empty() || reply.starts_with("421");
         replies.push(reply);
         if end {
             break;
         }
     }
-    let after = read_reply(&mut reader);
+    let after = smtp.reply();
 
     // What the milter sees: the command word only, without its arguments.
     let seen = stub.seen.unknown.lock().unwrap().clone();

@@ -7,12 +7,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use support::mailward::MailwardProcess;
 use support::postfix::PostfixInstance;
+use support::smtp::Smtp;
 
 /// Upper bound for each wait on Postfix or mailward.
 const WAIT: Duration = Duration::from_secs(30);
@@ -189,51 +188,6 @@ fn a_stopped_milter_gives_postfix_default_tempfail() {
     );
 }
 
-/// A plain SMTP client, for commands swaks does not send.
-struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Smtp {
-    /// Connects and reads the greeting.
-    fn connect(pf: &PostfixInstance) -> Smtp {
-        let stream = TcpStream::connect(pf.smtp_addr()).expect("connect to Postfix");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        let writer = stream.try_clone().expect("clone");
-        let mut s = Smtp {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        let greeting = s.reply();
-        assert!(greeting.starts_with("220"), "{greeting}");
-        s
-    }
-
-    /// The next reply (all its lines); empty when the server closed.
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return all,
-                Ok(_) => {}
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
-        self.reply()
-    }
-}
-
 #[test]
 fn unknown_commands_through_postfix_end_with_mailwards_421() {
     let m = Mailward::start_with(
@@ -242,7 +196,7 @@ fn unknown_commands_through_postfix_end_with_mailwards_421() {
     let Some(pf) = postfix(&m) else {
         return;
     };
-    let mut s = Smtp::connect(&pf);
+    let mut s = Smtp::connect(pf.smtp_addr(), WAIT);
     assert!(s.send("EHLO client.test").starts_with("250"));
     for cmd in ["XFOO", "XBAR one two"] {
         let r = s.send(cmd);
@@ -289,7 +243,7 @@ fn what_postfix_passes_to_the_conformity_checks() {
     else {
         return;
     };
-    let mut s = Smtp::connect(&pf);
+    let mut s = Smtp::connect(pf.smtp_addr(), WAIT);
     let to = format!("RCPT TO:<{}>", pf.address("user"));
     let mut replies = Vec::new();
     let mut say = |s: &mut Smtp, line: &str| {

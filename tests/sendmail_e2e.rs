@@ -12,12 +12,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use support::mailward::MailwardProcess;
 use support::sendmail::{HOSTNAME, SendmailInstance};
+use support::smtp::Smtp;
 
 /// Upper bound for each wait on Sendmail or mailward.
 const WAIT: Duration = Duration::from_secs(30);
@@ -56,86 +55,17 @@ fn start(extra: &str) -> Option<(MailwardProcess, SendmailInstance)> {
     Some((m, sm))
 }
 
-/// A plain SMTP client.
-struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+/// Connects, reads the greeting and says EHLO.
+fn connect(sm: &SendmailInstance) -> Smtp {
+    let mut s = greeted(sm);
+    let ehlo = s.send("EHLO client.test");
+    assert!(ehlo.starts_with("250"), "{ehlo}");
+    s
 }
 
-impl Smtp {
-    /// Connects, reads the greeting and says EHLO.
-    fn connect(sm: &SendmailInstance) -> Smtp {
-        let mut s = Smtp::greeted(sm);
-        let ehlo = s.send("EHLO client.test");
-        assert!(ehlo.starts_with("250"), "{ehlo}");
-        s
-    }
-
-    /// Connects and reads the greeting.
-    fn greeted(sm: &SendmailInstance) -> Smtp {
-        let stream = TcpStream::connect(sm.smtp_addr()).expect("connect to Sendmail");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        let writer = stream.try_clone().expect("clone");
-        let mut s = Smtp {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        let greeting = s.reply();
-        assert!(greeting.starts_with("220"), "{greeting}");
-        s
-    }
-
-    /// The next reply (all its lines); empty when the server closed.
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return all,
-                Ok(_) => {}
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
-        self.reply()
-    }
-
-    /// Sends one message from `sender@client.test` to `to` and returns the
-    /// reply to its end of data (or the first refusal before it).
-    fn message(&mut self, to: &str, headers: &[&str], body: &str) -> String {
-        let r = self.send("MAIL FROM:<sender@client.test>");
-        if !r.starts_with("250") {
-            return r;
-        }
-        let r = self.send(&format!("RCPT TO:<{to}>"));
-        if !r.starts_with("250") {
-            return r;
-        }
-        let r = self.send("DATA");
-        if !r.starts_with("354") {
-            return r;
-        }
-        let mut data = String::from("From: sender@client.test\r\n");
-        data.push_str(&format!("To: {to}\r\n"));
-        data.push_str("Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n");
-        data.push_str("Message-ID: <e2e@client.test>\r\n");
-        for h in headers {
-            data.push_str(h);
-            data.push_str("\r\n");
-        }
-        data.push_str("\r\n");
-        data.push_str(&body.replace('\n', "\r\n"));
-        data.push_str("\r\n.");
-        self.send(&data)
-    }
+/// Connects and reads the greeting.
+fn greeted(sm: &SendmailInstance) -> Smtp {
+    Smtp::connect(sm.smtp_addr(), WAIT)
 }
 
 /// The queue id in Sendmail's `250 2.0.0 <id> Message accepted for delivery`.
@@ -155,7 +85,7 @@ fn spam_is_refused_with_550_and_ham_delivered() {
     };
     let to = sm.address("user");
 
-    let mut s = Smtp::connect(&sm);
+    let mut s = connect(&sm);
     let r = s.message(&to, &["Subject: deal"], "Get CHEAP\n  Pills today.");
     assert_eq!(
         r.trim_end(),
@@ -239,7 +169,7 @@ fn tag_mode_adds_the_verdict_header_and_removes_forged_ones() {
         return;
     };
     let to = sm.address("user");
-    let mut s = Smtp::connect(&sm);
+    let mut s = connect(&sm);
     let r = s.message(
         &to,
         &[
@@ -277,7 +207,7 @@ fn quarantine_holds_the_message_in_sendmails_queue() {
         return;
     };
     let to = sm.address("user");
-    let mut s = Smtp::connect(&sm);
+    let mut s = connect(&sm);
     let r = s.message(&to, &["Subject: deal"], "cheap pills");
     assert!(r.starts_with("250 2.0.0 "), "accepted, then held: {r}");
     let id = queue_id(&r);
@@ -315,13 +245,13 @@ fn a_stopped_milter_gives_a_temporary_failure_with_f_t() {
         return;
     };
     let to = sm.address("user");
-    let mut s = Smtp::connect(&sm);
+    let mut s = connect(&sm);
     let r = s.message(&to, &["Subject: before"], "Nothing to see.");
     assert!(r.starts_with("250"), "accepted while mailward runs: {r}");
     assert!(s.send("QUIT").starts_with("221"));
 
     m.stop();
-    let mut s = Smtp::connect(&sm);
+    let mut s = connect(&sm);
     let r = s.message(&to, &["Subject: after"], "Nothing to see either.");
     assert!(
         r.starts_with("451 4."),
@@ -344,7 +274,7 @@ fn what_sendmail_passes_to_the_conformity_checks() {
     let Some((m, sm)) = start("") else {
         return;
     };
-    let mut s = Smtp::greeted(&sm);
+    let mut s = greeted(&sm);
     let to = format!("RCPT TO:<{}>", sm.address("user"));
     let mut replies = Vec::new();
     let mut say = |s: &mut Smtp, line: &str| {
@@ -450,7 +380,7 @@ fn unknown_commands_through_sendmail_end_with_mailwards_421() {
     let Some((m, sm)) = start("  unknown_commands: {disconnect_at: 3}\n") else {
         return;
     };
-    let mut s = Smtp::connect(&sm);
+    let mut s = connect(&sm);
     for cmd in ["XFOO", "XBAR one two"] {
         let r = s.send(cmd);
         assert!(r.starts_with("500 5.5.1"), "Sendmail's own answer: {r}");

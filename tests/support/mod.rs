@@ -7,3 +7,4 @@
 pub mod mailward;
 pub mod postfix;
 pub mod sendmail;
+pub mod smtp;
