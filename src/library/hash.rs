@@ -68,36 +68,63 @@ impl std::hash::Hasher for MixHasher {
 }
 
 /// A set of keyword values with false positives and no false negatives: a
-/// blocked Bloom filter with two bits per key, both in one 64-bit word, so
+/// blocked Bloom filter with two bits per key, both in one 32-bit word, so
 /// a test is one memory access. At 16 bits per key about 2 % of absent
 /// keys pass (one bit per key would let 6 % through, each costing a table
 /// lookup).
 ///
-/// The word and the bits come from the top bits of one multiply of the key
-/// (each depends on every key bit below it): cheaper than [`mix`] because
-/// it runs at every text position; `mix` is computed only for keys that
-/// pass.
+/// The filter hashes a key as two 32-bit halves, so that the vector path
+/// tests eight text positions per step in 32-bit lanes (AVX2 has no 64-bit
+/// multiply): `h = (fold(lo) ^ fold(hi)·K2)·K1`, where `fold` brings the
+/// high bits down first (in a 32-bit product an input bit reaches only the
+/// output bits above it). The word is the top bits of `h`; the two bits
+/// come from the top of `h·K3`, which depends on every bit of `h`. [`mix`]
+/// is computed only for keys that pass.
 #[derive(Clone, Debug)]
 pub struct Bitmap {
-    /// A power of two of words, never empty.
-    words: Box<[u64]>,
+    /// A power of two of words, at least 128.
+    words: Box<[u32]>,
+    /// `32 - log2(words.len())`: the word is `h >> shift`.
+    shift: u32,
 }
 
-const BM_K: u64 = 0xD6E8_FEB8_6659_FD93;
+const F_K1: u32 = 0x9E37_79B1;
+const F_K2: u32 = 0x85EB_CA77;
+const F_K3: u32 = 0xC2B2_AE3D;
 
 /// Bytes of text a block filter reads: 64 windows of 8 bytes, and room for
 /// the 16-byte loads of the vector path.
 pub const BLOCK_BYTES: usize = 64 + 15;
 
-static BIT: [u64; 64] = {
-    let mut t = [0u64; 64];
-    let mut i = 0;
-    while i < 64 {
-        t[i] = 1 << i;
-        i += 1;
-    }
-    t
-};
+#[inline(always)]
+fn fold(x: u32) -> u32 {
+    x ^ (x >> 15)
+}
+
+/// The filter's hash of a key (see [`Bitmap`]).
+#[inline(always)]
+fn h32(key: u64) -> u32 {
+    (fold(key as u32) ^ fold((key >> 32) as u32).wrapping_mul(F_K2)).wrapping_mul(F_K1)
+}
+
+/// The two bits of a key in its word.
+#[inline(always)]
+fn bits_of(h: u32) -> u32 {
+    let g = h.wrapping_mul(F_K3);
+    (1 << (g >> 27)) | (1 << ((g >> 22) & 31))
+}
+
+/// How the windows of one kind split into the filter's two halves, which
+/// lets the vector path build each half with one shuffle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Halves {
+    /// At most 4 bytes of text (`lo`) and a constant `hi` (the tag).
+    Narrow,
+    /// 4 bytes, then one byte and the tag.
+    Five,
+    /// 8 bytes of text.
+    Wide,
+}
 
 impl Bitmap {
     /// A filter with about `bits_per_key` bits for each of `keys` keys
@@ -106,46 +133,50 @@ impl Bitmap {
         let bits = (keys.saturating_mul(bits_per_key))
             .next_power_of_two()
             .clamp(1 << 12, 1 << 30);
+        let words = bits / 32;
         Bitmap {
-            words: vec![0; bits / 64].into_boxed_slice(),
+            words: vec![0; words].into_boxed_slice(),
+            shift: 32 - words.trailing_zeros(),
         }
     }
 
-    /// The word index and the two-bit mask of `key`: the word from product
-    /// bits 40.., the bits from 34..40 and 28..34 (constant shifts: this runs
-    /// at every text position).
     #[inline(always)]
-    fn place(words: &[u64], key: u64) -> (usize, u64) {
-        // The bits are chosen from product bits 28..40, which depend on key
-        // bits 0..40 only: keys with data above bit 40 (8-byte windows)
-        // fold their high half in first. Others skip the fold: this runs at
-        // every text position.
-        let key = if key >> 48 != 0 {
-            key ^ (key >> 29)
-        } else {
-            key
-        };
-        let h = key.wrapping_mul(BM_K);
-        // `words.len()` is a nonzero power of two, so the index is in range
-        // and the compiler can drop the bounds check.
-        let word = (h >> 40) as usize & (words.len().wrapping_sub(1));
-        // Two table loads are cheaper than two variable shifts on x86-64
-        // without BMI2 (the count must go through `cl`).
-        let mask = BIT[(h >> 34) as usize & 63] | BIT[(h >> 28) as usize & 63];
-        (word, mask)
+    fn place(&self, key: u64) -> (usize, u32) {
+        let h = h32(key);
+        ((h >> self.shift) as usize, bits_of(h))
     }
 
     /// Bit `j` of the result set where the key of the 8-byte window at
     /// `text[j..]` may be in the set, for the 64 windows of a block. A
-    /// window's key is `(window & mask) | tag`. Uses AVX2 when the CPU has
-    /// it (four windows per step), else a scalar loop; both give the same
-    /// bits.
+    /// window's key is `(window & mask) | tag`, where `mask` keeps the
+    /// first 1 to 5 or all 8 bytes and `tag` lies above the kept bytes.
+    /// Uses AVX2 when the CPU has it (eight windows per step), else a
+    /// scalar loop; both give the same bits.
     #[inline]
     pub fn filter64(&self, text: &[u8; BLOCK_BYTES], mask: u64, tag: u64) -> u64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
+            let halves = match mask {
+                u64::MAX => Some(Halves::Wide),
+                0xFF_FFFF_FFFF => Some(Halves::Five),
+                m if m <= 0xFFFF_FFFF && tag as u32 == 0 => Some(Halves::Narrow),
+                _ => None,
+            };
             // SAFETY: the CPU has AVX2 (checked above).
-            return unsafe { avx2::filter64(&self.words, text, mask, tag) };
+            unsafe {
+                match halves {
+                    Some(Halves::Narrow) => {
+                        return avx2::filter64::<0>(&self.words, self.shift, text, mask, tag);
+                    }
+                    Some(Halves::Five) => {
+                        return avx2::filter64::<1>(&self.words, self.shift, text, mask, tag);
+                    }
+                    Some(Halves::Wide) => {
+                        return avx2::filter64::<2>(&self.words, self.shift, text, mask, tag);
+                    }
+                    None => {}
+                }
+            }
         }
         self.filter64_scalar(text, mask, tag)
     }
@@ -154,32 +185,26 @@ impl Bitmap {
     /// that its few live values stay in registers.
     #[inline(never)]
     pub fn filter64_scalar(&self, text: &[u8; BLOCK_BYTES], mask: u64, tag: u64) -> u64 {
-        let words = &*self.words;
-        if words.is_empty() {
-            return 0;
-        }
         let mut m = 0u64;
         for j in 0..64 {
             let mut a = [0u8; 8];
             a.copy_from_slice(&text[j..j + 8]);
-            let (w, bits) = Bitmap::place(words, (u64::from_le_bytes(a) & mask) | tag);
-            let hit = (words[w] & bits == bits) as u64;
-            // Shift in from the top: constant shifts only; after 64 steps
-            // bit j holds window j.
-            m = (m >> 1) | (hit << 63);
+            m |= self.test((u64::from_le_bytes(a) & mask) | tag) << j;
         }
         m
     }
 
     pub fn insert(&mut self, key: u64) {
-        let (w, m) = Bitmap::place(&self.words, key);
-        self.words[w] |= m;
+        let (w, m) = self.place(key);
+        if let Some(x) = self.words.get_mut(w) {
+            *x |= m;
+        }
     }
 
     /// 1 if `key` may be in the set, 0 if it is not.
     #[inline(always)]
     pub fn test(&self, key: u64) -> u64 {
-        let (w, m) = Bitmap::place(&self.words, key);
+        let (w, m) = self.place(key);
         match self.words.get(w) {
             Some(&x) => (x & m == m) as u64,
             None => 0,
@@ -187,71 +212,88 @@ impl Bitmap {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.words.len() * 8
+        self.words.len() * 4
     }
 }
 
 /// The vector filter: the same hash, word and bits as [`Bitmap::place`],
-/// four windows per step.
+/// eight windows per step in 32-bit lanes.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK_BYTES, BM_K};
+    use super::{BLOCK_BYTES, F_K1, F_K2, F_K3, fold};
 
+    /// `HALVES` is 0 (narrow: `hi` is the tag's constant), 1 (five bytes:
+    /// `hi` is the fifth byte and the tag) or 2 (wide: `hi` is bytes 4..8).
+    ///
     /// # Safety
     ///
-    /// The CPU must support AVX2. `words` must be non-empty with a
-    /// power-of-two length (every [`super::Bitmap`] is).
+    /// The CPU must support AVX2. Every index `h >> shift` must be below
+    /// `words.len()` (true of every [`super::Bitmap`]: `shift` is
+    /// `32 - log2(len)`).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn filter64(
-        words: &[u64],
+    pub(super) unsafe fn filter64<const HALVES: u8>(
+        words: &[u32],
+        shift: u32,
         text: &[u8; BLOCK_BYTES],
         mask: u64,
         tag: u64,
     ) -> u64 {
-        if words.is_empty() {
-            return 0;
-        }
-        let word_mask = _mm256_set1_epi64x(words.len() as i64 - 1);
-        let kmask = _mm256_set1_epi64x(mask as i64);
-        let ktag = _mm256_set1_epi64x(tag as i64);
-        let klo = _mm256_set1_epi64x((BM_K & 0xFFFF_FFFF) as i64);
-        let khi = _mm256_set1_epi64x((BM_K >> 32) as i64);
-        let c63 = _mm256_set1_epi64x(63);
-        let one = _mm256_set1_epi64x(1);
-        let zero = _mm256_setzero_si256();
-        // The four 8-byte windows at offsets 0..4 of a 16-byte load, one per
-        // 64-bit lane (the load is in both 128-bit halves).
+        // The eight 4-byte windows at offsets 0..8 of a 16-byte load (the
+        // load is in both 128-bit halves; a shuffle stays in its half).
         #[rustfmt::skip]
-        let spread = _mm256_setr_epi8(
-            0, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6, 7, 8,
-            2, 3, 4, 5, 6, 7, 8, 9, 3, 4, 5, 6, 7, 8, 9, 10,
+        let lo_at = _mm256_setr_epi8(
+            0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6,
+            4, 5, 6, 7, 5, 6, 7, 8, 6, 7, 8, 9, 7, 8, 9, 10,
         );
+        // The same windows four bytes on: bytes 4..8 of each 8-byte window.
+        #[rustfmt::skip]
+        let hi_at = _mm256_setr_epi8(
+            4, 5, 6, 7, 5, 6, 7, 8, 6, 7, 8, 9, 7, 8, 9, 10,
+            8, 9, 10, 11, 9, 10, 11, 12, 10, 11, 12, 13, 11, 12, 13, 14,
+        );
+        // The fifth byte of each window alone (-1 zeroes a byte).
+        #[rustfmt::skip]
+        let fifth_at = _mm256_setr_epi8(
+            4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1,
+            8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1,
+        );
+        let hi_tag = (tag >> 32) as u32;
+        let lo_mask = _mm256_set1_epi32(mask as u32 as i32);
+        let narrow_hi = _mm256_set1_epi32(fold(hi_tag).wrapping_mul(F_K2) as i32);
+        let tag_hi = _mm256_set1_epi32(hi_tag as i32);
+        let k1 = _mm256_set1_epi32(F_K1 as i32);
+        let k2 = _mm256_set1_epi32(F_K2 as i32);
+        let k3 = _mm256_set1_epi32(F_K3 as i32);
+        let count = _mm_cvtsi32_si128(shift as i32);
+        let c31 = _mm256_set1_epi32(31);
+        let one = _mm256_set1_epi32(1);
+        let fold8 = |x: __m256i| _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x));
         let mut m = 0u64;
-        for j in (0..64).step_by(4) {
-            // SAFETY: j + 16 <= 76 < BLOCK_BYTES: the load stays in `text`.
+        for j in (0..64).step_by(8) {
+            // SAFETY: j + 16 <= 72 < BLOCK_BYTES: the load stays in `text`.
             let v = unsafe { _mm_loadu_si128(text.as_ptr().add(j).cast()) };
-            let w = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(v), spread);
-            let key = _mm256_or_si256(_mm256_and_si256(w, kmask), ktag);
-            // Fold where the key has data above bit 48, as `place` does.
-            let folded = _mm256_xor_si256(key, _mm256_srli_epi64::<29>(key));
-            let low = _mm256_cmpeq_epi64(_mm256_srli_epi64::<48>(key), zero);
-            let key = _mm256_blendv_epi8(folded, key, low);
-            // 64-bit multiply from 32-bit halves (no vpmullq in AVX2).
-            let cross = _mm256_add_epi64(
-                _mm256_mul_epu32(key, khi),
-                _mm256_mul_epu32(_mm256_srli_epi64::<32>(key), klo),
-            );
-            let h = _mm256_add_epi64(_mm256_mul_epu32(key, klo), _mm256_slli_epi64::<32>(cross));
-            let idx = _mm256_and_si256(_mm256_srli_epi64::<40>(h), word_mask);
-            // SAFETY: every index is masked to below `words.len()`.
-            let got = unsafe { _mm256_i64gather_epi64::<8>(words.as_ptr().cast(), idx) };
-            let b1 = _mm256_and_si256(_mm256_srli_epi64::<34>(h), c63);
-            let b2 = _mm256_and_si256(_mm256_srli_epi64::<28>(h), c63);
-            let bits = _mm256_or_si256(_mm256_sllv_epi64(one, b1), _mm256_sllv_epi64(one, b2));
-            let hit = _mm256_cmpeq_epi64(_mm256_and_si256(got, bits), bits);
-            m |= (_mm256_movemask_pd(_mm256_castsi256_pd(hit)) as u64) << j;
+            let b = _mm256_broadcastsi128_si256(v);
+            let lo = _mm256_and_si256(_mm256_shuffle_epi8(b, lo_at), lo_mask);
+            let hi = match HALVES {
+                0 => narrow_hi,
+                1 => _mm256_mullo_epi32(
+                    fold8(_mm256_or_si256(_mm256_shuffle_epi8(b, fifth_at), tag_hi)),
+                    k2,
+                ),
+                _ => _mm256_mullo_epi32(fold8(_mm256_shuffle_epi8(b, hi_at)), k2),
+            };
+            let h = _mm256_mullo_epi32(_mm256_xor_si256(fold8(lo), hi), k1);
+            let idx = _mm256_srl_epi32(h, count);
+            // SAFETY: every index is below `words.len()` (see above).
+            let got = unsafe { _mm256_i32gather_epi32::<4>(words.as_ptr().cast(), idx) };
+            let g = _mm256_mullo_epi32(h, k3);
+            let b1 = _mm256_srli_epi32::<27>(g);
+            let b2 = _mm256_and_si256(_mm256_srli_epi32::<22>(g), c31);
+            let bits = _mm256_or_si256(_mm256_sllv_epi32(one, b1), _mm256_sllv_epi32(one, b2));
+            let hit = _mm256_cmpeq_epi32(_mm256_and_si256(got, bits), bits);
+            m |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64) << j;
         }
         m
     }

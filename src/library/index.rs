@@ -12,9 +12,10 @@
 //!   occur all over ordinary text), 8 bytes for strings of 8 bytes or more
 //!   (at least [`BuildOptions::tier8_min`] of them: 4-byte windows get
 //!   crowded past a few hundred thousand strings);
-//! * strings of 1–3 bytes (and of 4 bytes when 5-byte windows are on and
-//!   there are at most 256 of them) are their own keyword, the "short"
-//!   kind, found through a 64 Kibit table of their first two bytes.
+//! * strings of 1–3 bytes are their own keyword, the "short" kind: those
+//!   of 1 or 2 bytes found through an exact 64 Kibit table of their first
+//!   two bytes, those of 3 bytes (a CJK character, a symbol) through a
+//!   filter of their own.
 //!
 //! The lists are built as an arena linked by a `next` index (strings in
 //! input order, tails kept in a build-time map by keyword), then frozen:
@@ -39,9 +40,10 @@
 //! * Every node of a run has the same keyword value; the table holds one
 //!   entry per run, at the run's first node; the last node of a run, and
 //!   only it, has `LAST` set.
-//! * The filter of each kind holds every keyword of that kind; `short_pairs`
-//!   holds the first two bytes of every short string (all 256 second bytes
-//!   for a 1-byte string).
+//! * The filter of each kind holds every keyword of that kind (the short
+//!   filter: of the 3-byte strings); `short_pairs` holds the first two
+//!   bytes of every string of 1 or 2 bytes (all 256 second bytes for a
+//!   1-byte string).
 //!
 //! # Costs traded
 //!
@@ -76,9 +78,9 @@ const LAST: u16 = 1 << 15;
 pub(crate) const KIND_SHORT: u16 = 0;
 pub(crate) const KINDS: usize = 6;
 /// Longest string keyed whole.
-pub(crate) const SHORT_MAX: usize = 4;
-/// Most 4-byte strings keyed whole (beyond, they get 4-byte windows).
-const SHORT4_MAX: usize = 256;
+pub(crate) const SHORT_MAX: usize = 3;
+/// Longest string found through the exact two-byte table alone.
+pub(crate) const PAIR_MAX: usize = 2;
 
 #[inline(always)]
 pub(crate) const fn width(kind: u16) -> usize {
@@ -168,25 +170,36 @@ pub(crate) struct Pattern<'a> {
     pub word: bool,
 }
 
+/// One filter pass: the key at a text position is `(window & mask) | tag`,
+/// tested against `filters[filter]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pass {
+    pub filter: u16,
+    pub mask: u64,
+    pub tag: u64,
+}
+
 pub(crate) struct Index {
     pub nodes: Vec<Node>,
     pub tails: Vec<u8>,
     /// Keyword -> first node of its list. A bucket holds only the node
     /// number (4 bytes); the key is compared against the node's prefix.
     pub table: HashTable<u32>,
-    /// One filter per keyword kind (`filters[KIND_SHORT]` holds the short
-    /// strings); `widths` lists the window kinds in use.
+    /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
+    /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
     pub kinds: Vec<u16>,
+    /// The filter passes over the text, one per kind of key in use.
+    pub passes: Vec<Pass>,
     /// Indexed by the first two bytes (`b0 | b1 << 8`): bit `len - 1` set
-    /// when a short string of that length starts with them (a 1-byte string
-    /// with its byte and any other).
+    /// when a string of 1 or 2 bytes starts with them (a 1-byte string with
+    /// its byte and any other).
     pub short_lens: Box<[u8]>,
-    /// Bit `b0 | b1 << 8` set when a short string may start with bytes
-    /// `b0 b1` (a 1-byte string sets all 256 of its pairs): one L1-resident
-    /// test per position instead of up to three hashed ones.
+    /// Bit `b0 | b1 << 8` set when a string of 1 or 2 bytes starts with
+    /// bytes `b0 b1` (a 1-byte string sets all 256 of its pairs): exact, so
+    /// these strings need no filter.
     pub short_pairs: Box<[u64; 1024]>,
-    pub has_short: bool,
+    pub has_pairs: bool,
     pub longest_list: usize,
     /// Small enough to stay in the CPU caches: the scanner then skips its
     /// prefetching passes.
@@ -225,14 +238,9 @@ impl Index {
         let long = patterns.iter().filter(|p| p.bytes.len() >= 8).count();
         let use5 = mid > 0 && mid >= opts.tier5_min;
         let use8 = long > 0 && long >= opts.tier8_min;
-        // With 5-byte windows on, a few 4-byte strings are cheaper keyed
-        // whole like the short ones than with a filter pass of their own;
-        // many of them would make the two-byte prefilter pass everywhere.
-        let four = patterns.iter().filter(|p| p.bytes.len() == 4).count();
-        let short_max = if use5 && four <= SHORT4_MAX { 4 } else { 3 };
         let kind_of = |len: usize| -> u16 {
             match len {
-                _ if len <= short_max => KIND_SHORT,
+                ..=SHORT_MAX => KIND_SHORT,
                 8.. if use8 => 5,
                 5.. if use5 => 2,
                 _ => 1,
@@ -317,6 +325,7 @@ impl Index {
         let mut short_lens = vec![0u8; 1 << 16].into_boxed_slice();
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
+        let (mut pair_strings, mut three_byte) = (0, 0);
         for &i in &order {
             let p = &patterns[i as usize];
             let b = p.bytes;
@@ -324,7 +333,12 @@ impl Index {
             if is_head[i as usize] {
                 per_kind[kind as usize] += 1;
             }
-            if kind == KIND_SHORT {
+            match b.len() {
+                ..=PAIR_MAX => pair_strings += 1,
+                SHORT_MAX => three_byte += 1,
+                _ => {}
+            }
+            if kind == KIND_SHORT && b.len() <= PAIR_MAX {
                 let seconds = if b.len() == 1 { 0..=255 } else { b[1]..=b[1] };
                 for b1 in seconds {
                     let pair = b[0] as usize | (b1 as usize) << 8;
@@ -360,8 +374,8 @@ impl Index {
             nodes,
             tails,
             table: HashTable::with_capacity(per_kind.iter().sum()),
-            // The short filter is tested up to four times at a position
-            // (once per length) and stays small: give it more bits.
+            // The short filter holds few keys (3-byte strings: single CJK
+            // characters, symbols) that are common in text: more bits.
             filters: std::array::from_fn(|k| {
                 let bits = if k == KIND_SHORT as usize {
                     opts.bits_per_key * 4
@@ -373,19 +387,37 @@ impl Index {
             kinds: (1..KINDS as u16)
                 .filter(|&k| per_kind[k as usize] > 0)
                 .collect(),
+            passes: Vec::new(),
             short_lens,
             short_pairs,
-            has_short: per_kind[KIND_SHORT as usize] > 0,
+            has_pairs: pair_strings > 0,
             longest_list: 0,
             cache_resident: false,
         };
+        index.passes = index
+            .kinds
+            .iter()
+            .map(|&k| Pass {
+                filter: k,
+                mask: mask(width(k)),
+                tag: TAG[k as usize],
+            })
+            .chain((three_byte > 0).then_some(Pass {
+                filter: KIND_SHORT,
+                mask: mask(SHORT_MAX),
+                tag: TAG_SHORT[SHORT_MAX],
+            }))
+            .collect();
         let mut run = 0;
         for pos in 0..index.nodes.len() {
             run += 1;
             let node = index.nodes[pos];
             if is_head[order[pos] as usize] {
                 let k = keys[order[pos] as usize];
-                index.filters[node.kind() as usize].insert(k);
+                // Strings of 1 or 2 bytes are found through the exact pairs.
+                if node.len as usize > PAIR_MAX {
+                    index.filters[node.kind() as usize].insert(k);
+                }
                 let nodes = &index.nodes;
                 index
                     .table
@@ -547,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn tier5_takes_strings_of_five_to_seven_bytes_and_four_byte_ones_go_short() {
+    fn tier5_takes_strings_of_five_to_seven_bytes() {
         let strs = ["abcd", "abcde", "abcdefg", "abcdefgh", "ab"];
         let opts = BuildOptions {
             tier5_min: 1,
@@ -555,10 +587,11 @@ mod tests {
             ..BuildOptions::default()
         };
         let (idx, order) = build(&strs, opts);
-        assert_eq!(idx.kinds, [2, 5]);
+        assert_eq!(idx.kinds, [1, 2, 5]);
         for (n, &i) in order.iter().enumerate() {
             let want = match strs[i as usize].len() {
-                0..=4 => KIND_SHORT,
+                0..=3 => KIND_SHORT,
+                4 => 1,
                 5..=7 => 2,
                 _ => 5,
             };

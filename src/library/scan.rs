@@ -27,8 +27,8 @@
 use hashbrown::HashMap;
 
 use super::Library;
-use super::hash::{BLOCK_BYTES, MixState, TAG, mix};
-use super::index::{Index, KIND_SHORT, KINDS, Node, SHORT_MAX, key_of_window, mask, width};
+use super::hash::{BLOCK_BYTES, MixState, mix};
+use super::index::{Index, KIND_SHORT, KINDS, Node, PAIR_MAX, key_of_window, mask};
 use super::normalize::normalize_into;
 
 /// One library entry found in a text.
@@ -125,9 +125,9 @@ impl Scanner {
 /// then only the set bits are looked up and verified.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
     let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
-    // At most one key per window kind and one per short length per
-    // position: the buffers never fill.
-    let per_block = 64 * (KINDS - 1 + SHORT_MAX);
+    // At most one key per pass and one per pair length per position: the
+    // buffers never fill.
+    let per_block = 64 * (KINDS + PAIR_MAX);
     let mut cands = vec![(0u64, 0u32); per_block];
     let mut heads = vec![(0u32, 0u32); per_block];
     let mut base = 0;
@@ -147,11 +147,11 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
                 nc += 1;
             }
         };
-        for &kind in &idx.kinds {
-            let filter = &idx.filters[kind as usize];
-            let key = |w: u64| key_of_window(w, kind, 0);
+        for pass in &idx.passes {
+            let filter = &idx.filters[pass.filter as usize];
+            let key = |w: u64| (w & pass.mask) | pass.tag;
             let mut m = match full {
-                Some(arr) => filter.filter64(arr, mask(width(kind)), TAG[kind as usize]),
+                Some(arr) => filter.filter64(arr, pass.mask, pass.tag),
                 None => filter_block(blk, |w| filter.test(key(w))),
             };
             while m != 0 {
@@ -160,7 +160,7 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
                 add(key(read8(t, i)), i);
             }
         }
-        if idx.has_short {
+        if idx.has_pairs {
             let mut m = match full {
                 Some(arr) => pairs64(&idx.short_pairs, arr),
                 None => filter_block(blk, |w| {
@@ -177,16 +177,10 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
                     .get((w & 0xFFFF) as usize)
                     .copied()
                     .unwrap_or(0);
-                // Unrolled by the compiler: each length's mask and tag are
-                // constants.
-                for len in 1..=SHORT_MAX {
+                // The pair table is exact: no filter to test.
+                for len in 1..=PAIR_MAX {
                     if lens & (1 << (len - 1)) != 0 {
-                        let key = key_of_window(w, KIND_SHORT, len);
-                        // The pair table is exact for strings of one and two
-                        // bytes; longer ones go through the filter first.
-                        if len <= 2 || idx.filters[KIND_SHORT as usize].test(key) != 0 {
-                            add(key, i);
-                        }
+                        add(key_of_window(w, KIND_SHORT, len), i);
                     }
                 }
             }
