@@ -170,6 +170,75 @@ pub(crate) struct Pattern<'a> {
     pub word: bool,
 }
 
+/// A bucket of the total table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    /// First node of the list.
+    pub node: u32,
+    /// Bits 32..64 of the key's hash.
+    check: u32,
+}
+
+#[inline(always)]
+fn check_of(h: u64) -> u32 {
+    (h >> 32) as u32
+}
+
+/// The addresses of the table's parts, learned after the build so that the
+/// scan can prefetch a key's control bytes and home bucket before it looks
+/// the key up (on an index larger than the caches each lookup is otherwise
+/// two dependent misses). hashbrown keeps the buckets just below the
+/// control bytes, bucket `i` at `ctrl - (i + 1) * size_of::<Slot>()`, and
+/// starts a probe at control byte `hash & (buckets - 1)`. This is checked
+/// against [`HashTable::get_bucket`] for every occupied bucket at build
+/// time; if it does not hold, there is no layout and the scan only loses
+/// its prefetches. The addresses are only ever prefetched, never read.
+#[derive(Clone, Copy, Debug)]
+struct TableLayout {
+    ctrl: usize,
+    bucket_mask: usize,
+}
+
+impl TableLayout {
+    fn learn(table: &HashTable<Slot>) -> Option<TableLayout> {
+        let size = std::mem::size_of::<Slot>();
+        let buckets = table.num_buckets();
+        let first = table.iter_buckets().next()?;
+        let ctrl = std::ptr::from_ref(table.get_bucket(first)?) as usize + (first + 1) * size;
+        let layout = TableLayout {
+            ctrl,
+            bucket_mask: buckets.checked_sub(1)?,
+        };
+        table
+            .iter_buckets()
+            .all(|i| {
+                table
+                    .get_bucket(i)
+                    .is_some_and(|s| std::ptr::from_ref(s) as usize == layout.bucket(i))
+            })
+            .then_some(layout)
+    }
+
+    #[inline(always)]
+    fn bucket(&self, i: usize) -> usize {
+        self.ctrl
+            .wrapping_sub((i + 1) * std::mem::size_of::<Slot>())
+    }
+}
+
+/// Asks the CPU to bring the line at `addr` into the caches. Never faults,
+/// whatever the address.
+#[inline(always)]
+pub(crate) fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 /// One filter pass: the key at a text position is `(window & mask) | tag`,
 /// tested against `filters[filter]`.
 #[derive(Clone, Copy, Debug)]
@@ -182,9 +251,14 @@ pub(crate) struct Pass {
 pub(crate) struct Index {
     pub nodes: Vec<Node>,
     pub tails: Vec<u8>,
-    /// Keyword -> first node of its list. A bucket holds only the node
-    /// number (4 bytes); the key is compared against the node's prefix.
-    pub table: HashTable<u32>,
+    /// Keyword -> first node of its list. A bucket holds the node number
+    /// and 32 more bits of the key's hash, so that a key that is not in the
+    /// table is refused without reading a node; a key whose check matches
+    /// is confirmed against the node's prefix.
+    pub table: HashTable<Slot>,
+    /// Where the table keeps its control bytes and buckets, for prefetching
+    /// (see [`TableLayout`]); `None` when it could not be confirmed.
+    layout: Option<TableLayout>,
     /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
     /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
@@ -374,6 +448,7 @@ impl Index {
             nodes,
             tails,
             table: HashTable::with_capacity(per_kind.iter().sum()),
+            layout: None,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
             filters: std::array::from_fn(|k| {
@@ -419,9 +494,14 @@ impl Index {
                     index.filters[node.kind() as usize].insert(k);
                 }
                 let nodes = &index.nodes;
+                let h = mix(k);
+                let slot = Slot {
+                    node: pos as u32,
+                    check: check_of(h),
+                };
                 index
                     .table
-                    .insert_unique(mix(k), pos as u32, |&n| mix(node_key(nodes, n)));
+                    .insert_unique(h, slot, |s| mix(node_key(nodes, s.node)));
             }
             if node.is_last() {
                 index.longest_list = index.longest_list.max(run);
@@ -429,6 +509,10 @@ impl Index {
             }
         }
         index.tails.shrink_to_fit();
+        index.layout = TableLayout::learn(&index.table);
+        if index.layout.is_none() && !index.table.is_empty() {
+            log::debug!("index build: table layout not confirmed, scanning without prefetches");
+        }
         log::debug!(
             "index build: keywords chosen {:?}, lists frozen {:?}, table and filters {:?}",
             t_choose,
@@ -455,9 +539,48 @@ impl Index {
     /// The head of the list for `key`, whose hash is `h`.
     #[inline(always)]
     pub fn find(&self, h: u64, key: u64) -> Option<usize> {
+        let check = check_of(h);
         self.table
-            .find(h, |&n| node_key(&self.nodes, n) == key)
-            .map(|&n| n as usize)
+            .find(h, |s| s.check == check && node_key(&self.nodes, s.node) == key)
+            .map(|s| s.node as usize)
+    }
+
+    /// The head of the first list whose key's hash passes the check of `h`
+    /// (no node read): the caller confirms the key with [`Index::is_key`]
+    /// and, in the rare case that it is another key with the same check,
+    /// falls back to [`Index::find`].
+    #[inline(always)]
+    pub fn find_slot(&self, h: u64) -> Option<usize> {
+        let check = check_of(h);
+        self.table
+            .find(h, |s| s.check == check)
+            .map(|s| s.node as usize)
+    }
+
+    /// Whether node `n` heads the list of `key`.
+    #[inline(always)]
+    pub fn is_key(&self, n: usize, key: u64) -> bool {
+        node_key(&self.nodes, n as u32) == key
+    }
+
+    /// Prefetches what looking up a key of hash `h` reads first: its group
+    /// of 16 control bytes and the 16 buckets they stand for (each may
+    /// straddle two cache lines).
+    #[inline(always)]
+    pub fn prefetch_slot(&self, h: u64) {
+        if let Some(l) = &self.layout {
+            let home = h as usize & l.bucket_mask;
+            prefetch(l.ctrl.wrapping_add(home));
+            prefetch(l.ctrl.wrapping_add(home + 15));
+            prefetch(l.bucket(home));
+            prefetch(l.bucket(home + 15));
+        }
+    }
+
+    /// Prefetches node `n`.
+    #[inline(always)]
+    pub fn prefetch_node(&self, n: usize) {
+        prefetch(self.nodes.as_ptr().wrapping_add(n) as usize);
     }
 
     /// Entries keyed whole (the short kind).

@@ -119,116 +119,119 @@ impl Scanner {
 
 /// Scans `t[..n]`; `t` has at least `PAD` bytes after `n`.
 ///
-/// Two phases per block of 64 positions: first each keyword kind's filter
-/// is tested at every position without a branch, giving one bit mask per
-/// kind (one tight pass per kind keeps each loop's values in registers);
-/// then only the set bits are looked up and verified.
+/// A software pipeline over blocks of 64 positions, so that the cache
+/// misses of a large index overlap with the filter work of the next block
+/// instead of stalling the loop:
+///
+/// 1. block `b`: each pass's filter is tested at every position without a
+///    branch (one bit mask per pass); the keys that pass are hashed and
+///    their table slots prefetched;
+/// 2. block `b - 1`: those keys are looked up (control bytes and bucket
+///    now cached) and the first node of each list found is prefetched;
+/// 3. block `b - 2`: each list is confirmed and walked, and its candidates
+///    verified.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
     let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
     // At most one key per pass and one per pair length per position: the
     // buffers never fill.
     let per_block = 64 * (KINDS + PAIR_MAX);
-    let mut cands = vec![(0u64, 0u32); per_block];
-    let mut heads = vec![(0u32, 0u32); per_block];
+    // (key, hash, position) of the keys of the block filtered last.
+    let mut cands: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
+    let mut looked: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
+    // (key, hash, position, head) of the lists found, to walk next round.
+    let mut heads: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_block);
+    let mut walking: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_block);
     let mut base = 0;
-    while base < n {
-        let end = (base + 64).min(n);
-        // A full block as a fixed-size array for the unrolled filters; the
-        // last, partial one as a slice of its positions plus WIN - 1 bytes.
-        let full = t
-            .get(base..base + BLOCK_BYTES)
-            .filter(|_| end - base == 64)
-            .and_then(|b| <&[u8; BLOCK_BYTES]>::try_from(b).ok());
-        let blk = t.get(base..end + WIN - 1).unwrap_or_default();
-        let mut nc = 0;
-        let mut add = |key: u64, i: usize| {
-            if let Some(c) = cands.get_mut(nc) {
-                *c = (key, i as u32);
-                nc += 1;
+    while base < n || !cands.is_empty() || !heads.is_empty() {
+        std::mem::swap(&mut cands, &mut looked);
+        std::mem::swap(&mut heads, &mut walking);
+        cands.clear();
+        heads.clear();
+        if base < n {
+            let end = (base + 64).min(n);
+            filter_block_keys(idx, t, base, end, &mut cands);
+            for &(_, h, _) in &cands {
+                idx.prefetch_slot(h);
             }
-        };
-        for pass in &idx.passes {
-            let filter = &idx.filters[pass.filter as usize];
-            let key = |w: u64| (w & pass.mask) | pass.tag;
-            let mut m = match full {
-                Some(arr) => filter.filter64(arr, pass.mask, pass.tag),
-                None => filter_block(blk, |w| filter.test(key(w))),
+            base = end;
+        }
+        for &(key, h, i) in &looked {
+            probe_stats::count(0);
+            if let Some(head) = idx.find_slot(h) {
+                idx.prefetch_node(head);
+                heads.push((key, h, i, head as u32));
+            }
+        }
+        for &(key, h, i, head) in &walking {
+            let head = if idx.is_key(head as usize, key) {
+                Some(head as usize)
+            } else {
+                idx.find(h, key)
             };
-            while m != 0 {
-                let i = base + m.trailing_zeros() as usize;
-                m &= m - 1;
-                add(key(read8(t, i)), i);
+            if let Some(head) = head {
+                probe_stats::count(1);
+                walk(idx, head, i as usize, t, n, &mut found);
             }
         }
-        if idx.has_pairs {
-            let mut m = match full {
-                Some(arr) => pairs64(&idx.short_pairs, arr),
-                None => filter_block(blk, |w| {
-                    let pair = (w & 0xFFFF) as usize;
-                    (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
-                }),
-            };
-            while m != 0 {
-                let i = base + m.trailing_zeros() as usize;
-                m &= m - 1;
-                let w = read8(t, i);
-                let lens = idx
-                    .short_lens
-                    .get((w & 0xFFFF) as usize)
-                    .copied()
-                    .unwrap_or(0);
-                // The pair table is exact: no filter to test.
-                for len in 1..=PAIR_MAX {
-                    if lens & (1 << (len - 1)) != 0 {
-                        add(key_of_window(w, KIND_SHORT, len), i);
-                    }
-                }
-            }
-        }
-        let nh = lookup_block(idx, &cands[..nc], &mut heads);
-        for &(i, head) in &heads[..nh] {
-            walk(idx, head as usize, i as usize, t, n, &mut found);
-        }
-        base = end;
     }
 }
 
-/// Looks up the candidate keys `(key, position)` of a block and writes
-/// `(position, list head)` for those in the table; returns how many.
-///
-/// Two passes, so that cache misses overlap instead of queueing behind each
-/// other: first each key's home bucket and the node it names are touched
-/// (loads that depend on no other key, which the CPU issues many at a time,
-/// even down a mispredicted path), then the real lookups run on warm lines.
+/// Pushes `(key, hash, position)` for every key of positions `base..end`
+/// that passes its filter.
 #[inline(always)]
-fn lookup_block(idx: &Index, cands: &[(u64, u32)], heads: &mut [(u32, u32)]) -> usize {
-    let buckets = idx.table.num_buckets();
-    let mut sink = 0u64;
-    // An index that fits in the caches gains nothing from touching first.
-    let touch = if idx.cache_resident { 0 } else { cands.len() };
-    for &(key, _) in &cands[..touch] {
-        let home = mix(key) as usize & buckets.wrapping_sub(1);
-        if let Some(node) = idx
-            .table
-            .get_bucket(home)
-            .and_then(|&n| idx.nodes.get(n as usize))
-        {
-            sink ^= node.prefix;
+fn filter_block_keys(
+    idx: &Index,
+    t: &[u8],
+    base: usize,
+    end: usize,
+    out: &mut Vec<(u64, u64, u32)>,
+) {
+    // A full block as a fixed-size array for the unrolled filters; the
+    // last, partial one as a slice of its positions plus WIN - 1 bytes.
+    let full = t
+        .get(base..base + BLOCK_BYTES)
+        .filter(|_| end - base == 64)
+        .and_then(|b| <&[u8; BLOCK_BYTES]>::try_from(b).ok());
+    let blk = t.get(base..end + WIN - 1).unwrap_or_default();
+    let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
+    for pass in &idx.passes {
+        let filter = &idx.filters[pass.filter as usize];
+        let key = |w: u64| (w & pass.mask) | pass.tag;
+        let mut m = match full {
+            Some(arr) => filter.filter64(arr, pass.mask, pass.tag),
+            None => filter_block(blk, |w| filter.test(key(w))),
+        };
+        while m != 0 {
+            let i = base + m.trailing_zeros() as usize;
+            m &= m - 1;
+            add(key(read8(t, i)), i);
         }
     }
-    std::hint::black_box(sink);
-    let mut nh = 0;
-    for &(key, i) in cands {
-        probe_stats::count(0);
-        if let Some(head) = idx.find(mix(key), key) {
-            probe_stats::count(1);
-            if let Some(h) = heads.get_mut(nh) {
-                *h = (i, head as u32);
-                nh += 1;
+    if idx.has_pairs {
+        let mut m = match full {
+            Some(arr) => pairs64(&idx.short_pairs, arr),
+            None => filter_block(blk, |w| {
+                let pair = (w & 0xFFFF) as usize;
+                (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
+            }),
+        };
+        while m != 0 {
+            let i = base + m.trailing_zeros() as usize;
+            m &= m - 1;
+            let w = read8(t, i);
+            let lens = idx
+                .short_lens
+                .get((w & 0xFFFF) as usize)
+                .copied()
+                .unwrap_or(0);
+            // The pair table is exact: no filter to test.
+            for len in 1..=PAIR_MAX {
+                if lens & (1 << (len - 1)) != 0 {
+                    add(key_of_window(w, KIND_SHORT, len), i);
+                }
             }
         }
     }
-    nh
 }
 
 /// Bit `j` set where the first two bytes at `text[j..]` may start a short
