@@ -27,8 +27,8 @@
 use hashbrown::HashMap;
 
 use super::Library;
-use super::hash::{BLOCK_BYTES, MixState, mix};
-use super::index::{Index, KIND_SHORT, KINDS, Node, PAIR_MAX, key_of_window, mask};
+use super::hash::{BLOCK_BYTES, MixState, mix, read_le};
+use super::index::{Index, KIND_SHORT, KINDS, Node, PAIR_MAX, key_of_window, mask, prefetch};
 use super::normalize::normalize_into;
 
 /// One library entry found in a text.
@@ -129,7 +129,9 @@ impl Scanner {
 /// 2. block `b - 1`: those keys are looked up (control bytes and bucket
 ///    now cached) and the first node of each list found is prefetched;
 /// 3. block `b - 2`: each list is confirmed and walked, and its candidates
-///    verified.
+///    checked against the bytes their nodes hold; the tails of those that
+///    pass are prefetched;
+/// 4. block `b - 3`: those candidates' tails are compared.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
     let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
     // At most one key per pass and one per pair length per position: the
@@ -141,12 +143,17 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
     // (key, hash, position, head) of the lists found, to walk next round.
     let mut heads: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_block);
     let mut walking: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_block);
+    // (node, position) of the candidates whose tails are compared next round.
+    let mut tails: Vec<(u32, u32)> = Vec::new();
+    let mut tailing: Vec<(u32, u32)> = Vec::new();
     let mut base = 0;
-    while base < n || !cands.is_empty() || !heads.is_empty() {
+    while base < n || !cands.is_empty() || !heads.is_empty() || !tails.is_empty() {
         std::mem::swap(&mut cands, &mut looked);
         std::mem::swap(&mut heads, &mut walking);
+        std::mem::swap(&mut tails, &mut tailing);
         cands.clear();
         heads.clear();
+        tails.clear();
         if base < n {
             let end = (base + 64).min(n);
             filter_block_keys(idx, t, base, end, &mut cands);
@@ -170,7 +177,15 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
             };
             if let Some(head) = head {
                 probe_stats::count(1);
-                walk(idx, head, i as usize, t, n, &mut found);
+                walk(idx, head, i as usize, t, n, &mut found, &mut tails);
+            }
+        }
+        for &(node, i) in &tailing {
+            if let Some(nd) = idx.nodes.get(node as usize)
+                && verify_tail(idx, nd, i as usize, t, n)
+            {
+                probe_stats::count(3);
+                found(node as usize);
             }
         }
     }
@@ -323,14 +338,31 @@ fn read8(t: &[u8], i: usize) -> u64 {
 }
 
 /// Walks the list starting at node `head`, whose keyword was seen at text
-/// position `i`, and reports every string that matches.
+/// position `i`: reports every string settled by the bytes its node holds,
+/// and passes those that need their tail bytes to `later` (after
+/// prefetching the tail).
 #[inline]
-fn walk(idx: &Index, head: usize, i: usize, t: &[u8], n: usize, found: &mut impl FnMut(usize)) {
+fn walk(
+    idx: &Index,
+    head: usize,
+    i: usize,
+    t: &[u8],
+    n: usize,
+    found: &mut impl FnMut(usize),
+    later: &mut Vec<(u32, u32)>,
+) {
     for (j, node) in idx.nodes[head..].iter().enumerate() {
         probe_stats::count(2);
-        if verify(idx, node, i, t, n) {
-            probe_stats::count(3);
-            found(head + j);
+        match verify_held(node, i, t, n) {
+            Seen::Yes => {
+                probe_stats::count(3);
+                found(head + j);
+            }
+            Seen::Tail => {
+                prefetch(idx.tails.as_ptr().wrapping_add(node.tail as usize) as usize);
+                later.push(((head + j) as u32, i as u32));
+            }
+            Seen::No => {}
         }
         if node.is_last() {
             break;
@@ -362,38 +394,78 @@ pub mod probe_stats {
     }
 }
 
-#[inline]
-fn verify(idx: &Index, node: &Node, i: usize, t: &[u8], n: usize) -> bool {
+/// What the bytes held in a node say about a candidate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    No,
+    Yes,
+    /// The held bytes match; the rest is in `tails`.
+    Tail,
+}
+
+/// Checks the candidate `node` for the keyword at `i` against the bytes the
+/// node holds (and the word boundaries, when that settles it).
+#[inline(always)]
+fn verify_held(node: &Node, i: usize, t: &[u8], n: usize) -> Seen {
     let Some(s) = i.checked_sub(node.kw_off()) else {
-        return false;
+        return Seen::No;
     };
     let len = node.len as usize;
     let end = s + len;
     if end > n {
-        return false;
+        return Seen::No;
     }
-    // The 8 bytes held in the node, then the rest from `tails`.
     let a = node.anchor();
     let held = (len - a).min(WIN);
     if (read8(t, s + a) ^ node.prefix) & mask(held) != 0 {
-        return false;
+        return Seen::No;
     }
     if len > held {
-        let tail = node.tail as usize;
-        let Some(rest) = idx.tails.get(tail..tail + len - held) else {
-            return false;
-        };
-        if rest[..a] != t[s..s + a] || rest[a..] != t[s + a + held..end] {
+        return Seen::Tail;
+    }
+    if boundaries_ok(node, s, end, t, n) {
+        Seen::Yes
+    } else {
+        Seen::No
+    }
+}
+
+/// Finishes a candidate whose held bytes matched: the bytes in `tails`,
+/// then the word boundaries.
+#[inline(always)]
+fn verify_tail(idx: &Index, node: &Node, i: usize, t: &[u8], n: usize) -> bool {
+    let s = i - node.kw_off();
+    let len = node.len as usize;
+    let a = node.anchor();
+    let held = (len - a).min(WIN);
+    let tail = node.tail as usize;
+    same(&idx.tails, tail, t, s, a)
+        && same(&idx.tails, tail + a, t, s + a + held, len - held - a)
+        && boundaries_ok(node, s, s + len, t, n)
+}
+
+#[inline(always)]
+fn boundaries_ok(node: &Node, s: usize, end: usize, t: &[u8], n: usize) -> bool {
+    !(node.word_start() && s > 0 && t[s - 1].is_ascii_alphanumeric())
+        && !(node.word_end() && end < n && t[end].is_ascii_alphanumeric())
+}
+
+/// Whether `x[xo..xo + len] == y[yo..yo + len]`, eight bytes at a time
+/// (tails are short: a call to `memcmp` costs more than the compare).
+#[inline(always)]
+fn same(x: &[u8], xo: usize, y: &[u8], yo: usize, len: usize) -> bool {
+    let (Some(x), Some(y)) = (x.get(xo..xo + len), y.get(yo..yo + len)) else {
+        return false;
+    };
+    let mut xs = x.chunks_exact(WIN);
+    let mut ys = y.chunks_exact(WIN);
+    for (a, b) in (&mut xs).zip(&mut ys) {
+        if a != b {
             return false;
         }
     }
-    if node.word_start() && s > 0 && t[s - 1].is_ascii_alphanumeric() {
-        return false;
-    }
-    if node.word_end() && end < n && t[end].is_ascii_alphanumeric() {
-        return false;
-    }
-    true
+    let (a, b) = (xs.remainder(), ys.remainder());
+    read_le(a) == read_le(b)
 }
 
 #[cfg(test)]
