@@ -446,8 +446,9 @@ fn verify_tail(idx: &Index, node: &Node, i: usize, t: &[u8], n: usize) -> bool {
 
 #[inline(always)]
 fn boundaries_ok(node: &Node, s: usize, end: usize, t: &[u8], n: usize) -> bool {
-    !(node.word_start() && s > 0 && t[s - 1].is_ascii_alphanumeric())
-        && !(node.word_end() && end < n && t[end].is_ascii_alphanumeric())
+    let glued_start = node.word_start() && s > 0 && t[s - 1].is_ascii_alphanumeric();
+    let glued_end = node.word_end() && end < n && t[end].is_ascii_alphanumeric();
+    !(glued_start || glued_end)
 }
 
 /// Whether `x[xo..xo + len] == y[yo..yo + len]`, eight bytes at a time
