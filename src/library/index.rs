@@ -81,6 +81,8 @@ pub(crate) const KINDS: usize = 6;
 pub(crate) const SHORT_MAX: usize = 3;
 /// Longest string found through the exact two-byte table alone.
 pub(crate) const PAIR_MAX: usize = 2;
+/// No node.
+pub(crate) const NONE: u32 = u32::MAX;
 
 #[inline(always)]
 pub(crate) const fn width(kind: u16) -> usize {
@@ -265,10 +267,12 @@ pub(crate) struct Index {
     pub kinds: Vec<u16>,
     /// The filter passes over the text, one per kind of key in use.
     pub passes: Vec<Pass>,
-    /// Indexed by the first two bytes (`b0 | b1 << 8`): bit `len - 1` set
-    /// when a string of 1 or 2 bytes starts with them (a 1-byte string with
-    /// its byte and any other).
-    pub short_lens: Box<[u8]>,
+    /// The first node of the run of the 2-byte string `b0 b1`, at
+    /// `b0 | b1 << 8`, or [`NONE`]: strings of 1 or 2 bytes are looked up
+    /// directly, never in the table.
+    pub pair_nodes: Box<[u32]>,
+    /// The first node of the run of the 1-byte string `b0`, or [`NONE`].
+    pub byte_nodes: Box<[u32; 256]>,
     /// Bit `b0 | b1 << 8` set when a string of 1 or 2 bytes starts with
     /// bytes `b0 b1` (a 1-byte string sets all 256 of its pairs): exact, so
     /// these strings need no filter.
@@ -396,7 +400,8 @@ impl Index {
             .sum();
         let mut nodes = Vec::with_capacity(patterns.len());
         let mut tails = Vec::with_capacity(tail_bytes);
-        let mut short_lens = vec![0u8; 1 << 16].into_boxed_slice();
+        let mut pair_nodes = vec![NONE; 1 << 16].into_boxed_slice();
+        let mut byte_nodes = Box::new([NONE; 256]);
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
         let (mut pair_strings, mut three_byte) = (0, 0);
@@ -408,7 +413,7 @@ impl Index {
                 per_kind[kind as usize] += 1;
             }
             match b.len() {
-                ..=PAIR_MAX => pair_strings += 1,
+                ..=PAIR_MAX if is_head[i as usize] => pair_strings += 1,
                 SHORT_MAX => three_byte += 1,
                 _ => {}
             }
@@ -417,7 +422,18 @@ impl Index {
                 for b1 in seconds {
                     let pair = b[0] as usize | (b1 as usize) << 8;
                     short_pairs[pair >> 6] |= 1 << (pair & 63);
-                    short_lens[pair] |= 1 << (b.len() - 1);
+                }
+                // The head of the run: the same bytes may be two entries (a
+                // word and a substring one).
+                if is_head[i as usize] {
+                    let slot = match b {
+                        [b0] => byte_nodes.get_mut(*b0 as usize),
+                        [b0, b1] => pair_nodes.get_mut(*b0 as usize | (*b1 as usize) << 8),
+                        _ => None,
+                    };
+                    if let Some(slot) = slot {
+                        *slot = nodes.len() as u32;
+                    }
                 }
             }
             let off = offs[i as usize];
@@ -447,7 +463,7 @@ impl Index {
         let mut index = Index {
             nodes,
             tails,
-            table: HashTable::with_capacity(per_kind.iter().sum()),
+            table: HashTable::with_capacity(per_kind.iter().sum::<usize>() - pair_strings),
             layout: None,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
@@ -463,7 +479,8 @@ impl Index {
                 .filter(|&k| per_kind[k as usize] > 0)
                 .collect(),
             passes: Vec::new(),
-            short_lens,
+            pair_nodes,
+            byte_nodes,
             short_pairs,
             has_pairs: pair_strings > 0,
             longest_list: 0,
@@ -487,12 +504,10 @@ impl Index {
         for pos in 0..index.nodes.len() {
             run += 1;
             let node = index.nodes[pos];
-            if is_head[order[pos] as usize] {
+            // Strings of 1 or 2 bytes have tables of their own.
+            if is_head[order[pos] as usize] && node.len as usize > PAIR_MAX {
                 let k = keys[order[pos] as usize];
-                // Strings of 1 or 2 bytes are found through the exact pairs.
-                if node.len as usize > PAIR_MAX {
-                    index.filters[node.kind() as usize].insert(k);
-                }
+                index.filters[node.kind() as usize].insert(k);
                 let nodes = &index.nodes;
                 let h = mix(k);
                 let slot = Slot {
@@ -541,7 +556,9 @@ impl Index {
     pub fn find(&self, h: u64, key: u64) -> Option<usize> {
         let check = check_of(h);
         self.table
-            .find(h, |s| s.check == check && node_key(&self.nodes, s.node) == key)
+            .find(h, |s| {
+                s.check == check && node_key(&self.nodes, s.node) == key
+            })
             .map(|s| s.node as usize)
     }
 
@@ -598,7 +615,8 @@ impl Index {
             + self.table.allocation_size()
             + self.filters.iter().map(Bitmap::heap_bytes).sum::<usize>()
             + std::mem::size_of::<[u64; 1024]>()
-            + self.short_lens.len()
+            + self.pair_nodes.len() * 4
+            + std::mem::size_of::<[u32; 256]>()
     }
 }
 
@@ -656,7 +674,7 @@ mod tests {
     }
 
     #[test]
-    fn lists_are_contiguous_runs_with_one_table_entry_each() {
+    fn lists_are_contiguous_runs_with_one_table_or_direct_entry_each() {
         let strs = [
             "abcdxyz",
             "abcdqqq",
@@ -672,12 +690,17 @@ mod tests {
             assert_eq!(idx.pattern(n), strs[i as usize].as_bytes());
         }
         let runs = idx.nodes.iter().filter(|n| n.is_last()).count();
-        assert_eq!(runs, idx.distinct_keywords());
+        // "ab" and "a" are in the direct tables, not in the hash table.
+        assert_eq!(runs, idx.distinct_keywords() + 2);
         for n in 0..idx.nodes.len() {
             let key = node_key(&idx.nodes, n as u32);
-            let head = idx
-                .find(mix(key), key)
-                .expect("every keyword is in the table");
+            let head = match &*idx.pattern(n) {
+                [b0] => idx.byte_nodes[*b0 as usize] as usize,
+                [b0, b1] => idx.pair_nodes[*b0 as usize | (*b1 as usize) << 8] as usize,
+                _ => idx
+                    .find(mix(key), key)
+                    .expect("every longer keyword is in the table"),
+            };
             // The head starts the run that holds n.
             assert!(head <= n);
             assert!(idx.nodes[head..n].iter().all(|x| !x.is_last()));

@@ -28,7 +28,7 @@ use hashbrown::HashMap;
 
 use super::Library;
 use super::hash::{BLOCK_BYTES, MixState, mix, read_le};
-use super::index::{Index, KIND_SHORT, KINDS, Node, PAIR_MAX, key_of_window, mask, prefetch};
+use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
 
 /// One library entry found in a text.
@@ -134,9 +134,8 @@ impl Scanner {
 /// 4. block `b - 3`: those candidates' tails are compared.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
     let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
-    // At most one key per pass and one per pair length per position: the
-    // buffers never fill.
-    let per_block = 64 * (KINDS + PAIR_MAX);
+    // At most one key per pass per position: the buffers never fill.
+    let per_block = 64 * KINDS;
     // (key, hash, position) of the keys of the block filtered last.
     let mut cands: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
     let mut looked: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
@@ -159,6 +158,9 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, Mi
             filter_block_keys(idx, t, base, end, &mut cands);
             for &(_, h, _) in &cands {
                 idx.prefetch_slot(h);
+            }
+            if idx.has_pairs {
+                pairs_block(idx, t, base, end, n, &mut found);
             }
             base = end;
         }
@@ -222,27 +224,49 @@ fn filter_block_keys(
             add(key(read8(t, i)), i);
         }
     }
-    if idx.has_pairs {
-        let mut m = match full {
-            Some(arr) => pairs64(&idx.short_pairs, arr),
-            None => filter_block(blk, |w| {
-                let pair = (w & 0xFFFF) as usize;
-                (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
-            }),
-        };
-        while m != 0 {
-            let i = base + m.trailing_zeros() as usize;
-            m &= m - 1;
-            let w = read8(t, i);
-            let lens = idx
-                .short_lens
-                .get((w & 0xFFFF) as usize)
-                .copied()
-                .unwrap_or(0);
-            // The pair table is exact: no filter to test.
-            for len in 1..=PAIR_MAX {
-                if lens & (1 << (len - 1)) != 0 {
-                    add(key_of_window(w, KIND_SHORT, len), i);
+}
+
+/// Finds the strings of 1 and 2 bytes at positions `base..end`: the exact
+/// pair table says where one may start, and the direct tables which.
+#[inline(always)]
+fn pairs_block(
+    idx: &Index,
+    t: &[u8],
+    base: usize,
+    end: usize,
+    n: usize,
+    found: &mut impl FnMut(usize),
+) {
+    let full = t
+        .get(base..base + BLOCK_BYTES)
+        .filter(|_| end - base == 64)
+        .and_then(|b| <&[u8; BLOCK_BYTES]>::try_from(b).ok());
+    let mut m = match full {
+        Some(arr) => pairs64(&idx.short_pairs, arr),
+        None => filter_block(t.get(base..end + WIN - 1).unwrap_or_default(), |w| {
+            let pair = (w & 0xFFFF) as usize;
+            (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
+        }),
+    };
+    while m != 0 {
+        let i = base + m.trailing_zeros() as usize;
+        m &= m - 1;
+        let pair = read8(t, i) as usize & 0xFFFF;
+        for head in [idx.byte_nodes[pair & 0xFF], idx.pair_nodes[pair]] {
+            // A run holds the same bytes as a word entry and a substring one.
+            for (j, nd) in idx
+                .nodes
+                .get(head as usize..)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                if boundaries_ok(nd, i, i + nd.len as usize, t, n) {
+                    probe_stats::count(3);
+                    found(head as usize + j);
+                }
+                if nd.is_last() {
+                    break;
                 }
             }
         }
