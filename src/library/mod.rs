@@ -25,6 +25,7 @@ mod load;
 pub mod model;
 pub mod normalize;
 mod scan;
+mod tally;
 
 use std::borrow::Cow;
 use std::path::Path;

@@ -24,12 +24,11 @@
 //! copy of a valid UTF-8 string inside valid UTF-8, so it starts and ends
 //! on character boundaries without checking.
 
-use hashbrown::HashMap;
-
 use super::Library;
-use super::hash::{BLOCK_BYTES, MixState, mix, read_le};
+use super::hash::{BLOCK_BYTES, mix, read_le};
 use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
+use super::tally::Tally;
 
 /// One library entry found in a text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,7 +50,7 @@ const WIN: usize = 8;
 #[derive(Default)]
 pub struct Scanner {
     buf: String,
-    counts: HashMap<u32, u32, MixState>,
+    counts: Tally,
     hits: Vec<Hit>,
 }
 
@@ -100,11 +99,7 @@ impl Scanner {
 
     fn collect(&mut self) -> &[Hit] {
         self.hits.clear();
-        self.hits.extend(
-            self.counts
-                .iter()
-                .map(|(&entry, &count)| Hit { entry, count }),
-        );
+        self.counts.drain_into(&mut self.hits);
         self.hits.sort_unstable();
         &self.hits
     }
@@ -132,8 +127,8 @@ impl Scanner {
 ///    checked against the bytes their nodes hold; the tails of those that
 ///    pass are prefetched;
 /// 4. block `b - 3`: those candidates' tails are compared.
-fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut HashMap<u32, u32, MixState>) {
-    let mut found = |node: usize| *counts.entry(node as u32).or_insert(0) += 1;
+fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
+    let mut found = |node: usize| counts.add(node as u32);
     // At most one key per pass per position: the buffers never fill.
     let per_block = 64 * KINDS;
     // (key, hash, position) of the keys of the block filtered last.
