@@ -523,6 +523,8 @@ impl Index {
                 run = 0;
             }
         }
+        // Padding: the scan reads tails eight bytes at a time.
+        index.tails.extend_from_slice(&[0; 8]);
         index.tails.shrink_to_fit();
         index.layout = TableLayout::learn(&index.table);
         if index.layout.is_none() && !index.table.is_empty() {

@@ -25,7 +25,7 @@
 //! on character boundaries without checking.
 
 use super::Library;
-use super::hash::{BLOCK_BYTES, mix, read_le};
+use super::hash::{BLOCK_BYTES, mix};
 use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
@@ -100,7 +100,8 @@ impl Scanner {
     fn collect(&mut self) -> &[Hit] {
         self.hits.clear();
         self.counts.drain_into(&mut self.hits);
-        self.hits.sort_unstable();
+        // Entries are distinct: the key alone orders them.
+        self.hits.sort_unstable_by_key(|h| h.entry);
         &self.hits
     }
 
@@ -471,21 +472,19 @@ fn boundaries_ok(node: &Node, s: usize, end: usize, t: &[u8], n: usize) -> bool 
 }
 
 /// Whether `x[xo..xo + len] == y[yo..yo + len]`, eight bytes at a time
-/// (tails are short: a call to `memcmp` costs more than the compare).
+/// (tails are short: a call to `memcmp` costs more than the compare). Both
+/// slices have at least 8 bytes after the compared range (the text its
+/// padding, `tails` its own), so every read is a full 8 bytes.
 #[inline(always)]
 fn same(x: &[u8], xo: usize, y: &[u8], yo: usize, len: usize) -> bool {
-    let (Some(x), Some(y)) = (x.get(xo..xo + len), y.get(yo..yo + len)) else {
-        return false;
-    };
-    let mut xs = x.chunks_exact(WIN);
-    let mut ys = y.chunks_exact(WIN);
-    for (a, b) in (&mut xs).zip(&mut ys) {
-        if a != b {
+    let mut k = 0;
+    while k < len {
+        if (read8(x, xo + k) ^ read8(y, yo + k)) & mask(len - k) != 0 {
             return false;
         }
+        k += WIN;
     }
-    let (a, b) = (xs.remainder(), ys.remainder());
-    read_le(a) == read_le(b)
+    true
 }
 
 #[cfg(test)]
