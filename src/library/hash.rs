@@ -92,9 +92,14 @@ const F_K1: u32 = 0x9E37_79B1;
 const F_K2: u32 = 0x85EB_CA77;
 const F_K3: u32 = 0xC2B2_AE3D;
 
-/// Bytes of text a block filter reads: 64 windows of 8 bytes, and room for
-/// the 16-byte loads of the vector path.
-pub const BLOCK_BYTES: usize = 64 + 15;
+/// Blocks of 64 positions a filter call covers: enough to spread its fixed
+/// costs (dispatch, constants), few enough for the candidate buffers.
+pub const BLOCKS: usize = 4;
+/// Positions a filter call covers.
+pub const CHUNK: usize = 64 * BLOCKS;
+/// Bytes of text a filter call reads: `CHUNK` windows of 8 bytes, and room
+/// for the 16-byte loads of the vector path.
+pub const CHUNK_BYTES: usize = CHUNK + 15;
 
 #[inline(always)]
 fn fold(x: u32) -> u32 {
@@ -146,14 +151,15 @@ impl Bitmap {
         ((h >> self.shift) as usize, bits_of(h))
     }
 
-    /// Bit `j` of the result set where the key of the 8-byte window at
-    /// `text[j..]` may be in the set, for the 64 windows of a block. A
+    /// Bit `j % 64` of word `j / 64` of the result set where the key of the
+    /// 8-byte window at `text[j..]` may be in the set, for the `CHUNK`
+    /// windows of a chunk. A
     /// window's key is `(window & mask) | tag`, where `mask` keeps the
     /// first 1 to 5 or all 8 bytes and `tag` lies above the kept bytes.
     /// Uses AVX2 when the CPU has it (eight windows per step), else a
     /// scalar loop; both give the same bits.
     #[inline]
-    pub fn filter64(&self, text: &[u8; BLOCK_BYTES], mask: u64, tag: u64) -> u64 {
+    pub fn filter_chunk(&self, text: &[u8; CHUNK_BYTES], mask: u64, tag: u64) -> [u64; BLOCKS] {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             let halves = match mask {
@@ -166,30 +172,35 @@ impl Bitmap {
             unsafe {
                 match halves {
                     Some(Halves::Narrow) => {
-                        return avx2::filter64::<0>(&self.words, self.shift, text, mask, tag);
+                        return avx2::filter_chunk::<0>(&self.words, self.shift, text, mask, tag);
                     }
                     Some(Halves::Five) => {
-                        return avx2::filter64::<1>(&self.words, self.shift, text, mask, tag);
+                        return avx2::filter_chunk::<1>(&self.words, self.shift, text, mask, tag);
                     }
                     Some(Halves::Wide) => {
-                        return avx2::filter64::<2>(&self.words, self.shift, text, mask, tag);
+                        return avx2::filter_chunk::<2>(&self.words, self.shift, text, mask, tag);
                     }
                     None => {}
                 }
             }
         }
-        self.filter64_scalar(text, mask, tag)
+        self.filter_chunk_scalar(text, mask, tag)
     }
 
-    /// The portable [`Bitmap::filter64`]. A separate, non-inlined loop so
-    /// that its few live values stay in registers.
+    /// The portable [`Bitmap::filter_chunk`]. A separate, non-inlined loop
+    /// so that its few live values stay in registers.
     #[inline(never)]
-    pub fn filter64_scalar(&self, text: &[u8; BLOCK_BYTES], mask: u64, tag: u64) -> u64 {
-        let mut m = 0u64;
-        for j in 0..64 {
+    pub fn filter_chunk_scalar(
+        &self,
+        text: &[u8; CHUNK_BYTES],
+        mask: u64,
+        tag: u64,
+    ) -> [u64; BLOCKS] {
+        let mut m = [0u64; BLOCKS];
+        for j in 0..CHUNK {
             let mut a = [0u8; 8];
             a.copy_from_slice(&text[j..j + 8]);
-            m |= self.test((u64::from_le_bytes(a) & mask) | tag) << j;
+            m[j / 64] |= self.test((u64::from_le_bytes(a) & mask) | tag) << (j % 64);
         }
         m
     }
@@ -222,7 +233,7 @@ impl Bitmap {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK_BYTES, F_K1, F_K2, F_K3, fold};
+    use super::{BLOCKS, CHUNK, CHUNK_BYTES, F_K1, F_K2, F_K3, fold};
 
     /// `HALVES` is 0 (narrow: `hi` is the tag's constant), 1 (five bytes:
     /// `hi` is the fifth byte and the tag) or 2 (wide: `hi` is bytes 4..8).
@@ -233,13 +244,13 @@ mod avx2 {
     /// `words.len()` (true of every [`super::Bitmap`]: `shift` is
     /// `32 - log2(len)`).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn filter64<const HALVES: u8>(
+    pub(super) unsafe fn filter_chunk<const HALVES: u8>(
         words: &[u32],
         shift: u32,
-        text: &[u8; BLOCK_BYTES],
+        text: &[u8; CHUNK_BYTES],
         mask: u64,
         tag: u64,
-    ) -> u64 {
+    ) -> [u64; BLOCKS] {
         // The eight 4-byte windows at offsets 0..8 of a 16-byte load (the
         // load is in both 128-bit halves; a shuffle stays in its half).
         #[rustfmt::skip]
@@ -270,9 +281,10 @@ mod avx2 {
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
         let fold8 = |x: __m256i| _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x));
-        let mut m = 0u64;
-        for j in (0..64).step_by(8) {
-            // SAFETY: j + 16 <= 72 < BLOCK_BYTES: the load stays in `text`.
+        let mut m = [0u64; BLOCKS];
+        for j in (0..CHUNK).step_by(8) {
+            // SAFETY: j + 16 <= CHUNK + 8 < CHUNK_BYTES: the load stays in
+            // `text`.
             let v = unsafe { _mm_loadu_si128(text.as_ptr().add(j).cast()) };
             let b = _mm256_broadcastsi128_si256(v);
             let lo = _mm256_and_si256(_mm256_shuffle_epi8(b, lo_at), lo_mask);
@@ -293,7 +305,7 @@ mod avx2 {
             let b2 = _mm256_and_si256(_mm256_srli_epi32::<22>(g), c31);
             let bits = _mm256_or_si256(_mm256_sllv_epi32(one, b1), _mm256_sllv_epi32(one, b2));
             let hit = _mm256_cmpeq_epi32(_mm256_and_si256(got, bits), bits);
-            m |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64) << j;
+            m[j / 64] |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64) << (j % 64);
         }
         m
     }
@@ -326,14 +338,14 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let mut text = [0u8; BLOCK_BYTES];
+        let mut text = [0u8; CHUNK_BYTES];
         for round in 0..200 {
             for byte in text.iter_mut() {
                 *byte = b"abc \xe5\x8f\x91"[(next() % 7) as usize];
             }
             // Put some windows of this text in the set, at every width.
             for j in 0..8 {
-                let at = (next() % 64) as usize;
+                let at = (next() % CHUNK as u64) as usize;
                 let w = u64::from_le_bytes(text[at..at + 8].try_into().unwrap_or_default());
                 let (m, t) = [
                     (0xFFFF_FFFF, TAG[1]),
@@ -347,11 +359,11 @@ mod tests {
                 (0xFF_FFFF_FFFF, TAG[2]),
                 (u64::MAX, 0),
             ] {
-                let want = b.filter64_scalar(&text, m, t);
-                assert_eq!(b.filter64(&text, m, t), want, "round {round}");
-                for j in 0..64 {
+                let want = b.filter_chunk_scalar(&text, m, t);
+                assert_eq!(b.filter_chunk(&text, m, t), want, "round {round}");
+                for j in 0..CHUNK {
                     let w = u64::from_le_bytes(text[j..j + 8].try_into().unwrap_or_default());
-                    assert_eq!((want >> j) & 1, b.test((w & m) | t));
+                    assert_eq!((want[j / 64] >> (j % 64)) & 1, b.test((w & m) | t));
                 }
             }
         }

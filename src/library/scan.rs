@@ -25,7 +25,7 @@
 //! on character boundaries without checking.
 
 use super::Library;
-use super::hash::{BLOCK_BYTES, mix};
+use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, mix};
 use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
@@ -115,23 +115,23 @@ impl Scanner {
 
 /// Scans `t[..n]`; `t` has at least `PAD` bytes after `n`.
 ///
-/// A software pipeline over blocks of 64 positions, so that the cache
-/// misses of a large index overlap with the filter work of the next block
-/// instead of stalling the loop:
+/// A software pipeline over chunks of [`CHUNK`] positions, so that the
+/// cache misses of a large index overlap with the filter work of the next
+/// chunk instead of stalling the loop:
 ///
-/// 1. block `b`: each pass's filter is tested at every position without a
-///    branch (one bit mask per pass); the keys that pass are hashed and
-///    their table slots prefetched;
-/// 2. block `b - 1`: those keys are looked up (control bytes and bucket
+/// 1. chunk `c`: each pass's filter is tested at every position without a
+///    branch (bit masks per pass); the keys that pass are hashed and their
+///    table slots prefetched; strings of 1 and 2 bytes are found directly;
+/// 2. chunk `c - 1`: those keys are looked up (control bytes and bucket
 ///    now cached) and the first node of each list found is prefetched;
-/// 3. block `b - 2`: each list is confirmed and walked, and its candidates
+/// 3. chunk `c - 2`: each list is confirmed and walked, and its candidates
 ///    checked against the bytes their nodes hold; the tails of those that
 ///    pass are prefetched;
-/// 4. block `b - 3`: those candidates' tails are compared.
+/// 4. chunk `c - 3`: those candidates' tails are compared.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
     let mut found = |node: usize| counts.add(node as u32);
-    // At most one key per pass per position: the buffers never fill.
-    let per_block = 64 * KINDS;
+    // At most one key per pass per position: the buffers never grow.
+    let per_block = CHUNK * KINDS;
     // (key, hash, position) of the keys of the block filtered last.
     let mut cands: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
     let mut looked: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
@@ -150,8 +150,8 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
         heads.clear();
         tails.clear();
         if base < n {
-            let end = (base + 64).min(n);
-            filter_block_keys(idx, t, base, end, &mut cands);
+            let end = (base + CHUNK).min(n);
+            filter_chunk_keys(idx, t, base, end, &mut cands);
             for &(_, h, _) in &cands {
                 idx.prefetch_slot(h);
             }
@@ -190,36 +190,68 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
 }
 
 /// Pushes `(key, hash, position)` for every key of positions `base..end`
-/// that passes its filter.
+/// (at most one chunk) that passes its filter.
 #[inline(always)]
-fn filter_block_keys(
+fn filter_chunk_keys(
     idx: &Index,
     t: &[u8],
     base: usize,
     end: usize,
     out: &mut Vec<(u64, u64, u32)>,
 ) {
-    // A full block as a fixed-size array for the unrolled filters; the
-    // last, partial one as a slice of its positions plus WIN - 1 bytes.
-    let full = t
-        .get(base..base + BLOCK_BYTES)
-        .filter(|_| end - base == 64)
-        .and_then(|b| <&[u8; BLOCK_BYTES]>::try_from(b).ok());
-    let blk = t.get(base..end + WIN - 1).unwrap_or_default();
+    let full = full_chunk(t, base, end);
     let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
     for pass in &idx.passes {
         let filter = &idx.filters[pass.filter as usize];
         let key = |w: u64| (w & pass.mask) | pass.tag;
-        let mut m = match full {
-            Some(arr) => filter.filter64(arr, pass.mask, pass.tag),
-            None => filter_block(blk, |w| filter.test(key(w))),
+        let masks = match full {
+            Some(arr) => filter.filter_chunk(arr, pass.mask, pass.tag),
+            None => partial_chunk(t, base, end, |w| filter.test(key(w))),
         };
-        while m != 0 {
-            let i = base + m.trailing_zeros() as usize;
-            m &= m - 1;
-            add(key(read8(t, i)), i);
+        for (b, &m) in masks.iter().enumerate() {
+            let mut m = m;
+            while m != 0 {
+                let i = base + 64 * b + m.trailing_zeros() as usize;
+                m &= m - 1;
+                add(key(read8(t, i)), i);
+            }
         }
     }
+}
+
+/// The chunk at `base` as a fixed-size array, if it is a whole one.
+#[inline(always)]
+fn full_chunk(t: &[u8], base: usize, end: usize) -> Option<&[u8; CHUNK_BYTES]> {
+    t.get(base..base + CHUNK_BYTES)
+        .filter(|_| end - base == CHUNK)
+        .and_then(|b| <&[u8; CHUNK_BYTES]>::try_from(b).ok())
+}
+
+/// The masks of the last, partial chunk `base..end` (`t` holds `WIN - 1`
+/// bytes past `end`), one position at a time.
+#[inline(always)]
+fn partial_chunk(t: &[u8], base: usize, end: usize, test: impl Fn(u64) -> u64) -> [u64; BLOCKS] {
+    let mut m = [0u64; BLOCKS];
+    for i in base..end {
+        let j = i - base;
+        m[j / 64] |= test(read8(t, i)) << (j % 64);
+    }
+    m
+}
+
+/// The positions `base + j` of the bits `j` set in `masks`, in order.
+#[inline(always)]
+fn set_positions(base: usize, masks: [u64; BLOCKS]) -> impl Iterator<Item = usize> {
+    masks.into_iter().enumerate().flat_map(move |(b, m)| {
+        let mut m = m;
+        std::iter::from_fn(move || {
+            (m != 0).then(|| {
+                let j = m.trailing_zeros() as usize;
+                m &= m - 1;
+                base + 64 * b + j
+            })
+        })
+    })
 }
 
 /// Finds the strings of 1 and 2 bytes at positions `base..end`: the exact
@@ -233,20 +265,14 @@ fn pairs_block(
     n: usize,
     found: &mut impl FnMut(usize),
 ) {
-    let full = t
-        .get(base..base + BLOCK_BYTES)
-        .filter(|_| end - base == 64)
-        .and_then(|b| <&[u8; BLOCK_BYTES]>::try_from(b).ok());
-    let mut m = match full {
-        Some(arr) => pairs64(&idx.short_pairs, arr),
-        None => filter_block(t.get(base..end + WIN - 1).unwrap_or_default(), |w| {
+    let masks = match full_chunk(t, base, end) {
+        Some(arr) => pairs_chunk(&idx.short_pairs, arr),
+        None => partial_chunk(t, base, end, |w| {
             let pair = (w & 0xFFFF) as usize;
             (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
         }),
     };
-    while m != 0 {
-        let i = base + m.trailing_zeros() as usize;
-        m &= m - 1;
+    for i in set_positions(base, masks) {
         let pair = read8(t, i) as usize & 0xFFFF;
         for head in [idx.byte_nodes[pair & 0xFF], idx.pair_nodes[pair]] {
             // A run holds the same bytes as a word entry and a substring one.
@@ -269,24 +295,25 @@ fn pairs_block(
     }
 }
 
-/// Bit `j` set where the first two bytes at `text[j..]` may start a short
-/// string, for a full block (AVX2 when the CPU has it).
+/// Bit `j % 64` of word `j / 64` set where the first two bytes at
+/// `text[j..]` may start a short string, for a full chunk (AVX2 when the
+/// CPU has it).
 #[inline]
-fn pairs64(pairs: &[u64; 1024], text: &[u8; BLOCK_BYTES]) -> u64 {
+fn pairs_chunk(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES]) -> [u64; BLOCKS] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked above).
-        return unsafe { pairs_avx2::pairs64(pairs, text) };
+        return unsafe { pairs_avx2::pairs_chunk(pairs, text) };
     }
-    pairs64_scalar(pairs, text)
+    pairs_chunk_scalar(pairs, text)
 }
 
 #[inline(never)]
-fn pairs64_scalar(pairs: &[u64; 1024], text: &[u8; BLOCK_BYTES]) -> u64 {
-    let mut m = 0u64;
-    for j in 0..64 {
+fn pairs_chunk_scalar(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES]) -> [u64; BLOCKS] {
+    let mut m = [0u64; BLOCKS];
+    for j in 0..CHUNK {
         let pair = text[j] as usize | (text[j + 1] as usize) << 8;
-        m = (m >> 1) | (((pairs[pair >> 6] >> (pair & 63)) & 1) << 63);
+        m[j / 64] |= ((pairs[pair >> 6] >> (pair & 63)) & 1) << (j % 64);
     }
     m
 }
@@ -295,9 +322,9 @@ fn pairs64_scalar(pairs: &[u64; 1024], text: &[u8; BLOCK_BYTES]) -> u64 {
 mod pairs_avx2 {
     use std::arch::x86_64::*;
 
-    use super::BLOCK_BYTES;
+    use super::{BLOCKS, CHUNK, CHUNK_BYTES};
 
-    /// [`super::pairs64`], eight positions per step: the table read as
+    /// [`super::pairs_chunk`], eight positions per step: the table read as
     /// 32-bit words (little-endian, so bit `p` of the table is bit `p % 32`
     /// of word `p / 32`), one gather per step.
     ///
@@ -305,14 +332,17 @@ mod pairs_avx2 {
     ///
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pairs64(pairs: &[u64; 1024], text: &[u8; BLOCK_BYTES]) -> u64 {
+    pub(super) unsafe fn pairs_chunk(
+        pairs: &[u64; 1024],
+        text: &[u8; CHUNK_BYTES],
+    ) -> [u64; BLOCKS] {
         let table: *const i32 = pairs.as_ptr().cast();
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
-        let mut m = 0u64;
-        for j in (0..64).step_by(8) {
-            // SAFETY: j + 1 + 8 <= 73 <= BLOCK_BYTES: both 8-byte loads stay
-            // in `text`.
+        let mut m = [0u64; BLOCKS];
+        for j in (0..CHUNK).step_by(8) {
+            // SAFETY: j + 1 + 8 <= CHUNK + 1 <= CHUNK_BYTES: both 8-byte
+            // loads stay in `text`.
             let (a, b) = unsafe {
                 (
                     _mm_loadl_epi64(text.as_ptr().add(j).cast()),
@@ -328,26 +358,10 @@ mod pairs_avx2 {
             let words = unsafe { _mm256_i32gather_epi32::<4>(table, _mm256_srli_epi32::<5>(pair)) };
             let bit = _mm256_and_si256(_mm256_srlv_epi32(words, _mm256_and_si256(pair, c31)), one);
             let hit = _mm256_cmpeq_epi32(bit, one);
-            m |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u64) << j;
+            m[j / 64] |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u64) << (j % 64);
         }
         m
     }
-}
-
-/// Bit `j` set where `test` passes the 8-byte window at `blk[j..]`; `blk`
-/// holds the block's positions plus at least `WIN - 1` bytes (the last, partial
-/// block of a text; full blocks take the unrolled paths).
-#[inline(always)]
-fn filter_block(blk: &[u8], test: impl Fn(u64) -> u64) -> u64 {
-    let mut m = 0u64;
-    for (j, w) in blk.windows(WIN).enumerate() {
-        // Always succeeds: `windows` yields slices of exactly WIN bytes.
-        let Ok(a) = <[u8; WIN]>::try_from(w) else {
-            continue;
-        };
-        m |= test(u64::from_le_bytes(a)) << j;
-    }
-    m
 }
 
 #[inline(always)]
@@ -624,16 +638,19 @@ mod tests {
             let p = (next() % 65536) as usize;
             pairs[p >> 6] |= 1 << (p & 63);
         }
-        let mut text = [0u8; BLOCK_BYTES];
-        for _ in 0..500 {
+        let mut text = [0u8; CHUNK_BYTES];
+        for _ in 0..200 {
             for b in text.iter_mut() {
                 *b = (next() % 40) as u8 + b'a';
             }
-            let want = pairs64_scalar(&pairs, &text);
-            assert_eq!(pairs64(&pairs, &text), want);
-            for j in 0..64 {
+            let want = pairs_chunk_scalar(&pairs, &text);
+            assert_eq!(pairs_chunk(&pairs, &text), want);
+            for j in 0..CHUNK {
                 let p = text[j] as usize | (text[j + 1] as usize) << 8;
-                assert_eq!((want >> j) & 1, (pairs[p >> 6] >> (p & 63)) & 1);
+                assert_eq!(
+                    (want[j / 64] >> (j % 64)) & 1,
+                    (pairs[p >> 6] >> (p & 63)) & 1
+                );
             }
         }
     }
