@@ -94,7 +94,7 @@ const F_K3: u32 = 0xC2B2_AE3D;
 
 /// Blocks of 64 positions a filter call covers: enough to spread its fixed
 /// costs (dispatch, constants), few enough for the candidate buffers.
-pub const BLOCKS: usize = 4;
+pub const BLOCKS: usize = 8;
 /// Positions a filter call covers.
 pub const CHUNK: usize = 64 * BLOCKS;
 /// Bytes of text a filter call reads: `CHUNK` windows of 8 bytes, and room
