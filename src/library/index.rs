@@ -177,13 +177,18 @@ pub(crate) struct Pattern<'a> {
 pub(crate) struct Slot {
     /// First node of the list.
     pub node: u32,
-    /// Bits 32..64 of the key's hash.
+    /// See [`check_of`].
     check: u32,
 }
 
+/// The check a bucket holds for `key` of hash `h`: bits 36..64 of the hash
+/// and, in the low four bits, the key's kind code (the tag byte; 15 for an
+/// 8-byte window, whose byte 5 is text). Two keys with the same check are
+/// of the same kind, so a string verified at a candidate's position proves
+/// that its keyword is the key looked up.
 #[inline(always)]
-fn check_of(h: u64) -> u32 {
-    (h >> 32) as u32
+fn check_of(h: u64, key: u64) -> u32 {
+    ((h >> 32) as u32 & !0xF) | ((key >> 40) & 0xFF).min(15) as u32
 }
 
 /// The addresses of the table's parts, learned after the build so that the
@@ -261,6 +266,8 @@ pub(crate) struct Index {
     /// Where the table keeps its control bytes and buckets, for prefetching
     /// (see [`TableLayout`]); `None` when it could not be confirmed.
     layout: Option<TableLayout>,
+    /// Two keys of the table share a check (see [`Index::find_slot`]).
+    pub confirm_keys: bool,
     /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
     /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
@@ -465,6 +472,7 @@ impl Index {
             tails,
             table: HashTable::with_capacity(per_kind.iter().sum::<usize>() - pair_strings),
             layout: None,
+            confirm_keys: false,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
             filters: std::array::from_fn(|k| {
@@ -500,6 +508,7 @@ impl Index {
                 tag: TAG_SHORT[SHORT_MAX],
             }))
             .collect();
+        let buckets = index.table.num_buckets();
         let mut run = 0;
         for pos in 0..index.nodes.len() {
             run += 1;
@@ -512,16 +521,30 @@ impl Index {
                 let h = mix(k);
                 let slot = Slot {
                     node: pos as u32,
-                    check: check_of(h),
+                    check: check_of(h, k),
                 };
-                index
-                    .table
-                    .insert_unique(h, slot, |s| mix(node_key(nodes, s.node)));
+                let rehash = |s: &Slot| mix(node_key(nodes, s.node));
+                // A key whose check an earlier key on its probe path shares
+                // would be shadowed by it in `find_slot`: then every list
+                // found is confirmed against its key.
+                match index.table.entry(h, |s| s.check == slot.check, rehash) {
+                    hashbrown::hash_table::Entry::Vacant(v) => {
+                        v.insert(slot);
+                    }
+                    hashbrown::hash_table::Entry::Occupied(_) => {
+                        index.confirm_keys = true;
+                        index.table.insert_unique(h, slot, rehash);
+                    }
+                }
             }
             if node.is_last() {
                 index.longest_list = index.longest_list.max(run);
                 run = 0;
             }
+        }
+        // Placements are only known to be checked if the table never grew.
+        if index.table.num_buckets() != buckets {
+            index.confirm_keys = true;
         }
         // Padding: the scan reads tails eight bytes at a time.
         index.tails.extend_from_slice(&[0; 8]);
@@ -556,7 +579,7 @@ impl Index {
     /// The head of the list for `key`, whose hash is `h`.
     #[inline(always)]
     pub fn find(&self, h: u64, key: u64) -> Option<usize> {
-        let check = check_of(h);
+        let check = check_of(h, key);
         self.table
             .find(h, |s| {
                 s.check == check && node_key(&self.nodes, s.node) == key
@@ -564,13 +587,16 @@ impl Index {
             .map(|s| s.node as usize)
     }
 
-    /// The head of the first list whose key's hash passes the check of `h`
-    /// (no node read): the caller confirms the key with [`Index::is_key`]
-    /// and, in the rare case that it is another key with the same check,
-    /// falls back to [`Index::find`].
+    /// The head of the first list on the probe path of `key` (of hash `h`)
+    /// whose check matches, without reading a node. Unless
+    /// [`Index::confirm_keys`], this is `key`'s list if `key` is in the
+    /// table (no two keys share a check on a probe path) and a list of
+    /// another key of the same kind otherwise, on which no string verifies.
+    /// With it, the caller confirms the key with [`Index::is_key`] and, if
+    /// it is another, falls back to [`Index::find`].
     #[inline(always)]
-    pub fn find_slot(&self, h: u64) -> Option<usize> {
-        let check = check_of(h);
+    pub fn find_slot(&self, h: u64, key: u64) -> Option<usize> {
+        let check = check_of(h, key);
         self.table
             .find(h, |s| s.check == check)
             .map(|s| s.node as usize)
@@ -707,6 +733,19 @@ mod tests {
             assert!(head <= n);
             assert!(idx.nodes[head..n].iter().all(|x| !x.is_last()));
         }
+    }
+
+    #[test]
+    fn checks_tell_kinds_apart() {
+        let w = u64::from_le_bytes(*b"abcdefgh");
+        let keys = [
+            key_of_window(w, KIND_SHORT, 3),
+            key_of_window(w, 1, 0),
+            key_of_window(w, 2, 0),
+            key_of_window(w, 5, 0),
+        ];
+        let codes: Vec<u32> = keys.iter().map(|&k| check_of(0, k)).collect();
+        assert_eq!(codes, [4, 1, 5, 15]);
     }
 
     #[test]

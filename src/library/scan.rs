@@ -162,13 +162,13 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
         }
         for &(key, h, i) in &looked {
             probe_stats::count(0);
-            if let Some(head) = idx.find_slot(h) {
+            if let Some(head) = idx.find_slot(h, key) {
                 idx.prefetch_node(head);
                 heads.push((key, h, i, head as u32));
             }
         }
         for &(key, h, i, head) in &walking {
-            let head = if idx.is_key(head as usize, key) {
+            let head = if !idx.confirm_keys || idx.is_key(head as usize, key) {
                 Some(head as usize)
             } else {
                 idx.find(h, key)
@@ -652,6 +652,28 @@ mod tests {
                     (pairs[p >> 6] >> (p & 63)) & 1
                 );
             }
+        }
+    }
+
+    #[test]
+    fn confirming_keys_finds_the_same() {
+        let specs: Vec<EntrySpec> = ["abcdefghijk", "bcdefghij", "cdef", "xyz", "代开发票"]
+            .iter()
+            .map(|s| EntrySpec::new(*s))
+            .collect();
+        let text = "abcdefghijk cdefg xyzxyz 代开发票";
+        for tier8_min in [1, usize::MAX] {
+            let mut l = lib(
+                &specs,
+                BuildOptions {
+                    tier8_min,
+                    ..Default::default()
+                },
+            );
+            let want = found(&l, text);
+            assert_eq!(want.len(), 5);
+            l.index.confirm_keys = true;
+            assert_eq!(found(&l, text), want);
         }
     }
 
