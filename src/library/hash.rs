@@ -233,7 +233,7 @@ impl Bitmap {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCKS, CHUNK, CHUNK_BYTES, F_K1, F_K2, F_K3, fold};
+    use super::{BLOCKS, CHUNK_BYTES, F_K1, F_K2, F_K3, fold};
 
     /// `HALVES` is 0 (narrow: `hi` is the tag's constant), 1 (five bytes:
     /// `hi` is the fifth byte and the tag) or 2 (wide: `hi` is bytes 4..8).
@@ -282,30 +282,34 @@ mod avx2 {
         let one = _mm256_set1_epi32(1);
         let fold8 = |x: __m256i| _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x));
         let mut m = [0u64; BLOCKS];
-        for j in (0..CHUNK).step_by(8) {
-            // SAFETY: j + 16 <= CHUNK + 8 < CHUNK_BYTES: the load stays in
-            // `text`.
-            let v = unsafe { _mm_loadu_si128(text.as_ptr().add(j).cast()) };
-            let b = _mm256_broadcastsi128_si256(v);
-            let lo = _mm256_and_si256(_mm256_shuffle_epi8(b, lo_at), lo_mask);
-            let hi = match HALVES {
-                0 => narrow_hi,
-                1 => _mm256_mullo_epi32(
-                    fold8(_mm256_or_si256(_mm256_shuffle_epi8(b, fifth_at), tag_hi)),
-                    k2,
-                ),
-                _ => _mm256_mullo_epi32(fold8(_mm256_shuffle_epi8(b, hi_at)), k2),
-            };
-            let h = _mm256_mullo_epi32(_mm256_xor_si256(fold8(lo), hi), k1);
-            let idx = _mm256_srl_epi32(h, count);
-            // SAFETY: every index is below `words.len()` (see above).
-            let got = unsafe { _mm256_i32gather_epi32::<4>(words.as_ptr().cast(), idx) };
-            let g = _mm256_mullo_epi32(h, k3);
-            let b1 = _mm256_srli_epi32::<27>(g);
-            let b2 = _mm256_and_si256(_mm256_srli_epi32::<22>(g), c31);
-            let bits = _mm256_or_si256(_mm256_sllv_epi32(one, b1), _mm256_sllv_epi32(one, b2));
-            let hit = _mm256_cmpeq_epi32(_mm256_and_si256(got, bits), bits);
-            m[j / 64] |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64) << (j % 64);
+        // Block by block, so that each step's shift is a constant.
+        for (blk, mb) in m.iter_mut().enumerate() {
+            for k in (0..64).step_by(8) {
+                let j = 64 * blk + k;
+                // SAFETY: j + 16 <= CHUNK + 8 < CHUNK_BYTES: the load stays in
+                // `text`.
+                let v = unsafe { _mm_loadu_si128(text.as_ptr().add(j).cast()) };
+                let b = _mm256_broadcastsi128_si256(v);
+                let lo = _mm256_and_si256(_mm256_shuffle_epi8(b, lo_at), lo_mask);
+                let hi = match HALVES {
+                    0 => narrow_hi,
+                    1 => _mm256_mullo_epi32(
+                        fold8(_mm256_or_si256(_mm256_shuffle_epi8(b, fifth_at), tag_hi)),
+                        k2,
+                    ),
+                    _ => _mm256_mullo_epi32(fold8(_mm256_shuffle_epi8(b, hi_at)), k2),
+                };
+                let h = _mm256_mullo_epi32(_mm256_xor_si256(fold8(lo), hi), k1);
+                let idx = _mm256_srl_epi32(h, count);
+                // SAFETY: every index is below `words.len()` (see above).
+                let got = unsafe { _mm256_i32gather_epi32::<4>(words.as_ptr().cast(), idx) };
+                let g = _mm256_mullo_epi32(h, k3);
+                let b1 = _mm256_srli_epi32::<27>(g);
+                let b2 = _mm256_and_si256(_mm256_srli_epi32::<22>(g), c31);
+                let bits = _mm256_or_si256(_mm256_sllv_epi32(one, b1), _mm256_sllv_epi32(one, b2));
+                let hit = _mm256_cmpeq_epi32(_mm256_and_si256(got, bits), bits);
+                *mb |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64) << k;
+            }
         }
         m
     }

@@ -322,7 +322,7 @@ fn pairs_chunk_scalar(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES]) -> [u64; BL
 mod pairs_avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCKS, CHUNK, CHUNK_BYTES};
+    use super::{BLOCKS, CHUNK_BYTES};
 
     /// [`super::pairs_chunk`], eight positions per step: the table read as
     /// 32-bit words (little-endian, so bit `p` of the table is bit `p % 32`
@@ -340,25 +340,31 @@ mod pairs_avx2 {
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
         let mut m = [0u64; BLOCKS];
-        for j in (0..CHUNK).step_by(8) {
-            // SAFETY: j + 1 + 8 <= CHUNK + 1 <= CHUNK_BYTES: both 8-byte
-            // loads stay in `text`.
-            let (a, b) = unsafe {
-                (
-                    _mm_loadl_epi64(text.as_ptr().add(j).cast()),
-                    _mm_loadl_epi64(text.as_ptr().add(j + 1).cast()),
-                )
-            };
-            let pair = _mm256_or_si256(
-                _mm256_cvtepu8_epi32(a),
-                _mm256_slli_epi32::<8>(_mm256_cvtepu8_epi32(b)),
-            );
-            // SAFETY: pair < 65536, so pair >> 5 < 2048, the table's length
-            // in 32-bit words.
-            let words = unsafe { _mm256_i32gather_epi32::<4>(table, _mm256_srli_epi32::<5>(pair)) };
-            let bit = _mm256_and_si256(_mm256_srlv_epi32(words, _mm256_and_si256(pair, c31)), one);
-            let hit = _mm256_cmpeq_epi32(bit, one);
-            m[j / 64] |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u64) << (j % 64);
+        // Block by block, so that each step's shift is a constant.
+        for (blk, mb) in m.iter_mut().enumerate() {
+            for k in (0..64).step_by(8) {
+                let j = 64 * blk + k;
+                // SAFETY: j + 1 + 8 <= CHUNK + 1 <= CHUNK_BYTES: both 8-byte
+                // loads stay in `text`.
+                let (a, b) = unsafe {
+                    (
+                        _mm_loadl_epi64(text.as_ptr().add(j).cast()),
+                        _mm_loadl_epi64(text.as_ptr().add(j + 1).cast()),
+                    )
+                };
+                let pair = _mm256_or_si256(
+                    _mm256_cvtepu8_epi32(a),
+                    _mm256_slli_epi32::<8>(_mm256_cvtepu8_epi32(b)),
+                );
+                // SAFETY: pair < 65536, so pair >> 5 < 2048, the table's length
+                // in 32-bit words.
+                let words =
+                    unsafe { _mm256_i32gather_epi32::<4>(table, _mm256_srli_epi32::<5>(pair)) };
+                let bit =
+                    _mm256_and_si256(_mm256_srlv_epi32(words, _mm256_and_si256(pair, c31)), one);
+                let hit = _mm256_cmpeq_epi32(bit, one);
+                *mb |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u64) << k;
+            }
         }
         m
     }
