@@ -34,39 +34,6 @@ pub fn read_le(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// `BuildHasher` for maps keyed by one `u64` (keyword values, entry
-/// numbers): [`mix`] of the value, nothing else.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MixState;
-
-#[derive(Default)]
-pub struct MixHasher(u64);
-
-impl std::hash::BuildHasher for MixState {
-    type Hasher = MixHasher;
-    fn build_hasher(&self) -> MixHasher {
-        MixHasher(0)
-    }
-}
-
-impl std::hash::Hasher for MixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for keys other than integers; still a fine hash.
-        for chunk in bytes.chunks(8) {
-            self.0 = mix(self.0 ^ read_le(chunk));
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.0 = mix(self.0 ^ x);
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.write_u64(x as u64);
-    }
-}
-
 /// A set of keyword values with false positives and no false negatives: a
 /// blocked Bloom filter with two bits per key, both in one 32-bit word, so
 /// a test is one memory access. At 16 bits per key about 2 % of absent

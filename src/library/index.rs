@@ -54,10 +54,9 @@
 //! position; each window width in use costs one filter pass over the text,
 //! which is why the wider tiers switch on only for large libraries.
 
-use hashbrown::hash_map::Entry;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashTable;
 
-use super::hash::{Bitmap, MixState, TAG, TAG_SHORT, mix, read_le};
+use super::hash::{Bitmap, TAG, TAG_SHORT, mix, read_le};
 use super::keyword::{Chooser, byte_prior};
 
 /// Indexes up to this size are taken to stay in the caches (a typical L2 is
@@ -347,6 +346,7 @@ impl Index {
             }
         }
 
+        let t_pass1 = t0.elapsed();
         // Pass 2: each string's rarest window, linked into its list: an
         // arena where `next[i]` follows entry `i`, tails kept by key.
         const NIL: u32 = u32::MAX;
@@ -354,9 +354,7 @@ impl Index {
         let mut offs = Vec::with_capacity(patterns.len());
         let mut next = vec![NIL; patterns.len()];
         let mut is_head = vec![false; patterns.len()];
-        let mut lists: HashMap<u64, u32, MixState> =
-            HashMap::with_capacity_and_hasher(patterns.len(), MixState);
-        for (i, p) in patterns.iter().enumerate() {
+        for p in patterns {
             let kind = kind_of(p.bytes.len());
             let (off, k) = if kind == KIND_SHORT {
                 (0, key(kind, p.bytes))
@@ -373,19 +371,26 @@ impl Index {
             chooser.assign(k);
             keys.push(k);
             offs.push(off as u16);
-            match lists.entry(k) {
-                Entry::Occupied(mut e) => {
-                    next[*e.get() as usize] = i as u32;
-                    *e.get_mut() = i as u32;
-                }
-                Entry::Vacant(e) => {
-                    e.insert(i as u32);
-                    is_head[i] = true;
-                }
-            }
         }
         drop(chooser);
-        drop(lists);
+        // Link each keyword's strings in input order: sorted by (key,
+        // input position), a keyword's strings are one run (a sort beats a
+        // map here: a million random inserts miss the caches each time).
+        let mut by_key: Vec<(u64, u32)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (k, i as u32))
+            .collect();
+        by_key.sort_unstable();
+        for run in by_key.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(&(_, first)) = run.first() {
+                is_head[first as usize] = true;
+            }
+            for pair in run.windows(2) {
+                next[pair[0].1 as usize] = pair[1].1;
+            }
+        }
+        drop(by_key);
         let t_choose = t0.elapsed();
 
         // Freeze: lay each list out as a contiguous run, lists in the order
@@ -554,8 +559,9 @@ impl Index {
             log::debug!("index build: table layout not confirmed, scanning without prefetches");
         }
         log::debug!(
-            "index build: keywords chosen {:?}, lists frozen {:?}, table and filters {:?}",
-            t_choose,
+            "index build: windows counted {:?}, keywords chosen {:?}, lists frozen {:?}, table and filters {:?}",
+            t_pass1,
+            t_choose - t_pass1,
             t_freeze - t_choose,
             t0.elapsed() - t_freeze
         );
