@@ -18,12 +18,14 @@
 //!   filter of their own.
 //!
 //! The lists are built as an arena linked by a `next` index (strings in
-//! input order, tails kept in a build-time map by keyword), then frozen:
-//! each list is laid out as one contiguous run of nodes, the following slot
-//! is the next element, and a `LAST` bit ends the run. The table
-//! (`hashbrown::HashTable<u32>`) maps a keyword to the first node of its
-//! run; a bucket holds only the node number and keys are compared against
-//! the node, which carries its keyword in its prefix.
+//! input order; the links come from sorting `(keyword, position)` pairs),
+//! then frozen: each list is laid out as one contiguous run of nodes, the
+//! following slot is the next element, and a `LAST` bit ends the run. The
+//! table (`hashbrown::HashTable<Slot>`) maps a keyword to the first node
+//! of its run; a bucket holds the node number and a 32-bit check (28 more
+//! bits of the hash and the keyword's kind), so a key that is absent is
+//! refused without reading a node. Strings of 1 or 2 bytes are not in the
+//! table: `byte_nodes` and `pair_nodes` name their runs directly.
 //!
 //! Nodes double as the library's entries: entry `i` is node `i`, so a hit
 //! needs no further indirection to be counted.
@@ -38,8 +40,11 @@
 //!   `len - 8` bytes, if any, are at `tails[node.tail..]`: those before the
 //!   anchor, then those after the prefix.
 //! * Every node of a run has the same keyword value; the table holds one
-//!   entry per run, at the run's first node; the last node of a run, and
-//!   only it, has `LAST` set.
+//!   entry per run of strings of 3 bytes or more, at the run's first node;
+//!   the last node of a run, and only it, has `LAST` set.
+//! * Unless `confirm_keys` is set, no two keys of the table share a check
+//!   on a probe path, so the first bucket whose check matches is the key's
+//!   own (checked while the table is built).
 //! * The filter of each kind holds every keyword of that kind (the short
 //!   filter: of the 3-byte strings); `short_pairs` holds the first two
 //!   bytes of every string of 1 or 2 bytes (all 256 second bytes for a
@@ -47,21 +52,19 @@
 //!
 //! # Costs traded
 //!
-//! A node is 16 bytes and a bucket 4 (plus hashbrown's control byte); most
+//! A node is 16 bytes and a bucket 8 (plus hashbrown's control byte); most
 //! candidates are verified (or refused) by one masked 64-bit compare of the
-//! prefix without touching `tails`. The filters cost about two bytes per
+//! prefix without touching `tails`. The filters cost two to four bytes per
 //! keyword and keep the table out of the scan loop for almost every text
 //! position; each window width in use costs one filter pass over the text,
-//! which is why the wider tiers switch on only for large libraries.
+//! which is why the wider tiers switch on only for large libraries. The
+//! direct tables for strings of 1 or 2 bytes cost 1 KiB, and 256 KiB more
+//! when there are strings of 2 bytes.
 
 use hashbrown::HashTable;
 
 use super::hash::{Bitmap, TAG, TAG_SHORT, mix, read_le};
 use super::keyword::{Chooser, byte_prior};
-
-/// Indexes up to this size are taken to stay in the caches (a typical L2 is
-/// 1–2 MiB per core).
-const CACHE_RESIDENT_BYTES: usize = 2 << 20;
 
 /// Longest library string, in bytes after normalization.
 pub const MAX_LEN: usize = 1024;
@@ -274,8 +277,8 @@ pub(crate) struct Index {
     /// The filter passes over the text, one per kind of key in use.
     pub passes: Vec<Pass>,
     /// The first node of the run of the 2-byte string `b0 b1`, at
-    /// `b0 | b1 << 8`, or [`NONE`]: strings of 1 or 2 bytes are looked up
-    /// directly, never in the table.
+    /// `b0 | b1 << 8`, or [`NONE`] (empty when there is no such string):
+    /// strings of 1 or 2 bytes are looked up directly, never in the table.
     pub pair_nodes: Box<[u32]>,
     /// The first node of the run of the 1-byte string `b0`, or [`NONE`].
     pub byte_nodes: Box<[u32; 256]>,
@@ -285,9 +288,6 @@ pub(crate) struct Index {
     pub short_pairs: Box<[u64; 1024]>,
     pub has_pairs: bool,
     pub longest_list: usize,
-    /// Small enough to stay in the CPU caches: the scanner then skips its
-    /// prefetching passes.
-    pub cache_resident: bool,
 }
 
 #[inline(always)]
@@ -412,7 +412,9 @@ impl Index {
             .sum();
         let mut nodes = Vec::with_capacity(patterns.len());
         let mut tails = Vec::with_capacity(tail_bytes);
-        let mut pair_nodes = vec![NONE; 1 << 16].into_boxed_slice();
+        // Only a library with 2-byte strings pays for their table.
+        let pairs2 = patterns.iter().any(|p| p.bytes.len() == 2);
+        let mut pair_nodes = vec![NONE; if pairs2 { 1 << 16 } else { 0 }].into_boxed_slice();
         let mut byte_nodes = Box::new([NONE; 256]);
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
@@ -497,7 +499,6 @@ impl Index {
             short_pairs,
             has_pairs: pair_strings > 0,
             longest_list: 0,
-            cache_resident: false,
         };
         index.passes = index
             .kinds
@@ -565,7 +566,6 @@ impl Index {
             t_freeze - t_choose,
             t0.elapsed() - t_freeze
         );
-        index.cache_resident = index.heap_bytes() <= CACHE_RESIDENT_BYTES;
         (index, order)
     }
 

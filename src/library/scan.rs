@@ -1,32 +1,44 @@
 //! The scan: every library entry present in a text, with its count.
 //!
-//! The text is normalized into the scanner's buffer and padded with eight
-//! NUL bytes, so every position can read an 8-byte window without a bounds
+//! The text is normalized into the scanner's buffer and padded with NUL
+//! bytes, so every position can read an 8-byte window without a bounds
 //! branch; NUL never occurs in a normalized string, so padding cannot
 //! complete a keyword or a string.
 //!
-//! For each block of 64 byte positions:
+//! The text is taken in chunks of [`CHUNK`] positions, through a software
+//! pipeline (see `scan_bytes`) so that the cache misses of a large index
+//! overlap with the filter work of the next chunk:
 //!
-//! 1. for each window width in use, the window at every position is hashed
-//!    and tested against that width's filter, giving a bit mask;
-//! 2. where the first two bytes may start a short string (a 64 Kib table),
-//!    the short keys of the lengths that start with that byte are tested
-//!    against the short filter;
-//! 3. only keys that pass are looked up in the table (after touching their
-//!    home buckets, so that the cache misses overlap); for each keyword
-//!    found its list is walked and each candidate verified at
-//!    `i - kw_off`: a masked compare of the 8 bytes held in the node, then
-//!    the rest, then word boundaries.
+//! 1. each filter pass hashes the window of its kind at every position and
+//!    tests it against that kind's filter (eight positions per vector
+//!    step), giving bit masks; only keys that pass are hashed for the table
+//!    and their control bytes and home buckets prefetched. Strings of 1 and
+//!    2 bytes are found here, through an exact 64 Kibit table of first byte
+//!    pairs and direct tables of nodes;
+//! 2. a chunk later the keys are looked up (one probe, no node read: the
+//!    bucket's check says whether the key is there) and the first node of
+//!    each list found is prefetched;
+//! 3. a chunk later the list is walked and each candidate checked at
+//!    `i - kw_off` against the 8 bytes its node holds (one masked compare),
+//!    then the word boundaries; candidates longer than 8 bytes have their
+//!    tail prefetched;
+//! 4. a chunk later those tails are compared.
 //!
 //! Every occurrence of a string has its keyword at exactly one position
 //! (`start + kw_off`), so each occurrence is counted exactly once, and
 //! overlapping occurrences all count. A verified match is a byte-equal
 //! copy of a valid UTF-8 string inside valid UTF-8, so it starts and ends
 //! on character boundaries without checking.
+//!
+//! Costs: per position, one vector-hashed filter test per pass (about three
+//! instructions and one gathered load); per key that passes, a table probe;
+//! per candidate, a compare. Counting is an open-addressing tally
+//! ([`super::tally`]). The buffers are sized once per scan (a few KiB) and
+//! reused; the pipeline adds three chunks of latency, nothing else.
 
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, mix};
-use super::index::{Index, KINDS, Node, mask, prefetch};
+use super::index::{Index, KINDS, NONE, Node, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
 
@@ -274,7 +286,8 @@ fn pairs_block(
     };
     for i in set_positions(base, masks) {
         let pair = read8(t, i) as usize & 0xFFFF;
-        for head in [idx.byte_nodes[pair & 0xFF], idx.pair_nodes[pair]] {
+        let two = idx.pair_nodes.get(pair).copied().unwrap_or(NONE);
+        for head in [idx.byte_nodes[pair & 0xFF], two] {
             // A run holds the same bytes as a word entry and a substring one.
             for (j, nd) in idx
                 .nodes
