@@ -6,9 +6,16 @@
 //! one slot; a general map costs several times that, and a scan of dense
 //! text counts a hit every few dozen bytes.
 //!
+//! Counts go through a short queue first: when it is full, the slots of a
+//! few entries ahead are prefetched while each is counted, so that on a
+//! table larger than the caches the misses overlap (a dense text against a
+//! large library counts tens of thousands of distinct entries).
+//!
 //! # Invariants
 //!
 //! * `slots.len()` is a power of two and more than twice `used.len()`;
+//! * `queue` holds at most [`QUEUE`] entries, counted before any result is
+//!   read;
 //! * `used` lists exactly the occupied slots, so clearing after a scan
 //!   touches only them: a short text scanned after a long one costs no more
 //!   than it would alone. Memory stays at the most distinct entries one
@@ -21,7 +28,14 @@ pub struct Tally {
     slots: Vec<(u32, u32)>,
     used: Vec<u32>,
     shift: u32,
+    /// Entries not yet counted.
+    queue: Vec<u32>,
 }
+
+/// Entries queued before they are counted.
+const QUEUE: usize = 256;
+/// How far ahead in the queue slots are prefetched.
+const AHEAD: usize = 8;
 
 impl Default for Tally {
     fn default() -> Tally {
@@ -35,6 +49,7 @@ impl Tally {
             slots: vec![(0, 0); 1 << bits],
             used: Vec::new(),
             shift: 32 - bits,
+            queue: Vec::with_capacity(QUEUE),
         }
     }
 
@@ -46,6 +61,28 @@ impl Tally {
     /// Counts one occurrence of `entry` (below `u32::MAX`).
     #[inline]
     pub fn add(&mut self, entry: u32) {
+        self.queue.push(entry);
+        if self.queue.len() >= QUEUE {
+            self.flush();
+        }
+    }
+
+    /// Counts the queued entries.
+    fn flush(&mut self) {
+        let queue = std::mem::take(&mut self.queue);
+        for (j, &entry) in queue.iter().enumerate() {
+            if let Some(&ahead) = queue.get(j + AHEAD) {
+                let home = self.home(ahead.wrapping_add(1));
+                super::index::prefetch(self.slots.as_ptr().wrapping_add(home) as usize);
+            }
+            self.count(entry);
+        }
+        self.queue = queue;
+        self.queue.clear();
+    }
+
+    #[inline]
+    fn count(&mut self, entry: u32) {
         let key = entry.wrapping_add(1);
         let mask = self.slots.len() - 1;
         let mut i = self.home(key);
@@ -70,6 +107,7 @@ impl Tally {
     }
 
     fn grow(&mut self) {
+        // Called from `flush`, which holds the queue meanwhile.
         let old = std::mem::replace(self, Tally::with_bits(33 - self.shift));
         for &i in &old.used {
             let (key, count) = old.slots[i as usize];
@@ -86,6 +124,7 @@ impl Tally {
     /// Appends every counted entry to `out` (in no particular order) and
     /// empties the tally.
     pub fn drain_into(&mut self, out: &mut Vec<Hit>) {
+        self.flush();
         for &i in &self.used {
             if let Some(s) = self.slots.get_mut(i as usize) {
                 out.push(Hit {
@@ -100,6 +139,7 @@ impl Tally {
 
     /// Forgets every count.
     pub fn clear(&mut self) {
+        self.queue.clear();
         for &i in &self.used {
             if let Some(s) = self.slots.get_mut(i as usize) {
                 *s = (0, 0);
