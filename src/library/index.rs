@@ -58,8 +58,8 @@
 //! keyword and keep the table out of the scan loop for almost every text
 //! position; each window width in use costs one filter pass over the text,
 //! which is why the wider tiers switch on only for large libraries. The
-//! direct tables for strings of 1 or 2 bytes cost 1 KiB, and 256 KiB more
-//! when there are strings of 2 bytes.
+//! direct tables for strings of 1 or 2 bytes cost 1.5 KiB, plus 1 KiB per
+//! distinct first byte of the 2-byte strings.
 
 use hashbrown::HashTable;
 
@@ -248,6 +248,52 @@ pub(crate) fn prefetch(addr: usize) {
     let _ = addr;
 }
 
+/// The first node of the run of each 2-byte string, in blocks of 256 by
+/// first byte, allocated only for the first bytes that occur (a few KiB
+/// where a flat table would take 256).
+pub(crate) struct PairNodes {
+    /// Block of each first byte, or `u16::MAX`.
+    block_of: Box<[u16; 256]>,
+    /// `NONE` where no string is.
+    nodes: Vec<u32>,
+}
+
+impl Default for PairNodes {
+    fn default() -> PairNodes {
+        PairNodes {
+            block_of: Box::new([u16::MAX; 256]),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+impl PairNodes {
+    /// The node of the string `b0 b1`, or [`NONE`].
+    #[inline(always)]
+    pub fn get(&self, b0: u8, b1: u8) -> u32 {
+        let block = self.block_of[b0 as usize] as usize;
+        self.nodes
+            .get(block * 256 + b1 as usize)
+            .copied()
+            .unwrap_or(NONE)
+    }
+
+    fn set(&mut self, b0: u8, b1: u8, node: u32) {
+        if self.block_of[b0 as usize] == u16::MAX {
+            self.block_of[b0 as usize] = (self.nodes.len() / 256) as u16;
+            self.nodes.extend_from_slice(&[NONE; 256]);
+        }
+        let at = self.block_of[b0 as usize] as usize * 256 + b1 as usize;
+        if let Some(slot) = self.nodes.get_mut(at) {
+            *slot = node;
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        512 + self.nodes.capacity() * 4
+    }
+}
+
 /// One filter pass: the key at a text position is `(window & mask) | tag`,
 /// tested against `filters[filter]`.
 #[derive(Clone, Copy, Debug)]
@@ -276,10 +322,9 @@ pub(crate) struct Index {
     pub kinds: Vec<u16>,
     /// The filter passes over the text, one per kind of key in use.
     pub passes: Vec<Pass>,
-    /// The first node of the run of the 2-byte string `b0 b1`, at
-    /// `b0 | b1 << 8`, or [`NONE`] (empty when there is no such string):
-    /// strings of 1 or 2 bytes are looked up directly, never in the table.
-    pub pair_nodes: Box<[u32]>,
+    /// The first node of the run of each 2-byte string: strings of 1 or 2
+    /// bytes are looked up directly, never in the table.
+    pub pair_nodes: PairNodes,
     /// The first node of the run of the 1-byte string `b0`, or [`NONE`].
     pub byte_nodes: Box<[u32; 256]>,
     /// Bit `b0 | b1 << 8` set when a string of 1 or 2 bytes starts with
@@ -412,9 +457,7 @@ impl Index {
             .sum();
         let mut nodes = Vec::with_capacity(patterns.len());
         let mut tails = Vec::with_capacity(tail_bytes);
-        // Only a library with 2-byte strings pays for their table.
-        let pairs2 = patterns.iter().any(|p| p.bytes.len() == 2);
-        let mut pair_nodes = vec![NONE; if pairs2 { 1 << 16 } else { 0 }].into_boxed_slice();
+        let mut pair_nodes = PairNodes::default();
         let mut byte_nodes = Box::new([NONE; 256]);
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
@@ -440,13 +483,11 @@ impl Index {
                 // The head of the run: the same bytes may be two entries (a
                 // word and a substring one).
                 if is_head[i as usize] {
-                    let slot = match b {
-                        [b0] => byte_nodes.get_mut(*b0 as usize),
-                        [b0, b1] => pair_nodes.get_mut(*b0 as usize | (*b1 as usize) << 8),
-                        _ => None,
-                    };
-                    if let Some(slot) = slot {
-                        *slot = nodes.len() as u32;
+                    let at = nodes.len() as u32;
+                    match b {
+                        [b0] => byte_nodes[*b0 as usize] = at,
+                        [b0, b1] => pair_nodes.set(*b0, *b1, at),
+                        _ => {}
                     }
                 }
             }
@@ -647,7 +688,7 @@ impl Index {
             + self.table.allocation_size()
             + self.filters.iter().map(Bitmap::heap_bytes).sum::<usize>()
             + std::mem::size_of::<[u64; 1024]>()
-            + self.pair_nodes.len() * 4
+            + self.pair_nodes.heap_bytes()
             + std::mem::size_of::<[u32; 256]>()
     }
 }
@@ -728,7 +769,7 @@ mod tests {
             let key = node_key(&idx.nodes, n as u32);
             let head = match &*idx.pattern(n) {
                 [b0] => idx.byte_nodes[*b0 as usize] as usize,
-                [b0, b1] => idx.pair_nodes[*b0 as usize | (*b1 as usize) << 8] as usize,
+                [b0, b1] => idx.pair_nodes.get(*b0, *b1) as usize,
                 _ => idx
                     .find(mix(key), key)
                     .expect("every longer keyword is in the table"),

@@ -38,7 +38,7 @@
 
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, mix};
-use super::index::{Index, KINDS, NONE, Node, mask, prefetch};
+use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
 
@@ -286,7 +286,7 @@ fn pairs_block(
     };
     for i in set_positions(base, masks) {
         let pair = read8(t, i) as usize & 0xFFFF;
-        let two = idx.pair_nodes.get(pair).copied().unwrap_or(NONE);
+        let two = idx.pair_nodes.get(pair as u8, (pair >> 8) as u8);
         for head in [idx.byte_nodes[pair & 0xFF], two] {
             // A run holds the same bytes as a word entry and a substring one.
             for (j, nd) in idx
