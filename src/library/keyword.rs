@@ -8,7 +8,13 @@
 //!   hashed table of saturating 16-bit counters: collisions only make a
 //!   window look more common than it is, never rarer);
 //! * a small prior for text that the library does not show: spaces, common
-//!   English letters and UTF-8 lead bytes carry little information.
+//!   English letters and UTF-8 lead bytes carry little information;
+//! * a penalty for windows that hold a space: they span a word boundary, and
+//!   in running text such windows are made of short common words and word
+//!   ends however rare they are in the library (a phrase's window inside
+//!   its rare word, even shared by the other phrases that use the word, is
+//!   found far less often). It weighs as much as [`SPACE_PENALTY`] library
+//!   occurrences.
 //!
 //! Ties go to the window whose list is shortest so far (counted in a second
 //! hashed table), which spreads strings sharing rare windows over several
@@ -51,6 +57,18 @@ pub fn byte_prior(b: u8) -> u32 {
     BYTE_PRIOR[b as usize] as u32
 }
 
+/// What a space in a window costs, in library occurrences. Measured on the
+/// benchmark's text at 100 000 strings: 1 changed little, 4 cut the table
+/// lookups by 17 %, 16 by 22 %; 64 lengthened the lists at a million.
+pub const SPACE_PENALTY: u64 = 16;
+
+/// Whether a key holds a space byte (its tag and padding bytes never do).
+#[inline(always)]
+fn has_space(key: u64) -> bool {
+    let x = key ^ 0x2020_2020_2020_2020;
+    (x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080) != 0
+}
+
 pub struct Chooser {
     /// Per hashed slot: library occurrences (low half) and strings assigned
     /// so far (high half), together so that a cost is one memory access.
@@ -82,13 +100,15 @@ impl Chooser {
         }
     }
 
-    /// Lower is better: library occurrences first, then the text prior of
-    /// the window's bytes, then the length of its list so far.
-    /// `prior` is the sum of [`byte_prior`] over the window's bytes.
+    /// Lower is better: library occurrences (plus [`SPACE_PENALTY`] for a
+    /// window holding a space) first, then the text prior of the window's
+    /// bytes, then the length of its list so far. `prior` is the sum of
+    /// [`byte_prior`] over the window's bytes.
     #[inline]
     pub fn cost(&self, key: u64, prior: u32) -> (u64, u32) {
         let v = self.slots[self.slot(key)];
-        ((v & 0xFFFF) as u64 * 64 + prior as u64, v >> 16)
+        let count = (v & 0xFFFF) as u64 + if has_space(key) { SPACE_PENALTY } else { 0 };
+        (count * 64 + prior as u64, v >> 16)
     }
 
     /// Records that a string was put in this keyword's list.
@@ -98,5 +118,35 @@ impl Chooser {
         if self.slots[s] >> 16 != 0xFFFF {
             self.slots[s] += 1 << 16;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spaces_are_found_in_any_byte_and_only_there() {
+        for at in 0..8 {
+            let mut b = *b"abcdefgh";
+            b[at] = b' ';
+            assert!(has_space(u64::from_le_bytes(b)));
+        }
+        assert!(!has_space(u64::from_le_bytes(*b"abcdefgh")));
+        // Tags (control bytes) and zero padding are not spaces.
+        assert!(!has_space(0x0000_0105_6463_6261));
+        assert!(!has_space(0x21_1F_FF_00_41_3F_7E_80));
+    }
+
+    #[test]
+    fn a_spaced_window_costs_more_than_a_shared_one() {
+        let mut c = Chooser::new(16);
+        let inside = u64::from_le_bytes(*b"wbfat\0\0\0") | (5 << 40);
+        let spanning = u64::from_le_bytes(*b"tof h\0\0\0") | (5 << 40);
+        for _ in 0..3 {
+            c.count(inside);
+        }
+        c.count(spanning);
+        assert!(c.cost(inside, 20) < c.cost(spanning, 20));
     }
 }
