@@ -1,6 +1,7 @@
 //! Prints the statistics of a synthetic library (the benchmark's
 //! generator) and times a few scans: a quick look while tuning.
 //! `cargo run --release --example engine_stats -- 100000`
+//! (further arguments: tier8_min, bits_per_key, tier5_min, merge4_max)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -64,6 +65,10 @@ fn main() {
             bits_per_key: bits,
             tier5_min,
             tier8_min,
+            merge4_max: std::env::args()
+                .nth(5)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(BuildOptions::default().merge4_max),
         },
     )
     .expect("valid");

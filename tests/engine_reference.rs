@@ -81,16 +81,19 @@ fn spec() -> impl Strategy<Value = EntrySpec> {
 }
 
 fn options() -> impl Strategy<Value = BuildOptions> {
-    // Tiny bitmaps force collisions; tier8_min 1 forces 8-byte keywords.
+    // Tiny bitmaps force collisions; tier8_min 1 forces 8-byte keywords;
+    // merge4_max decides whether 4-byte strings ride on the 3-byte pass.
     (
         prop::sample::select(vec![1usize, 2, 16]),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(bits, t5, t8)| BuildOptions {
+        .prop_map(|(bits, t5, t8, m4)| BuildOptions {
             bits_per_key: bits,
             tier5_min: if t5 { 1 } else { usize::MAX },
             tier8_min: if t8 { 1 } else { usize::MAX },
+            merge4_max: if m4 { usize::MAX } else { 0 },
         })
 }
 

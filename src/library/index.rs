@@ -104,6 +104,10 @@ pub struct BuildOptions {
     /// Use 8-byte keywords for strings of 8 bytes or more once the library
     /// has at least this many of them.
     pub tier8_min: usize,
+    /// With 5-byte keywords on, test the 4-byte strings in the pass of the
+    /// 3-byte ones (by their first three bytes) while there are at most
+    /// this many; beyond, they get a pass of their own.
+    pub merge4_max: usize,
 }
 
 impl Default for BuildOptions {
@@ -112,6 +116,7 @@ impl Default for BuildOptions {
             bits_per_key: 16,
             tier5_min: 10_000,
             tier8_min: 200_000,
+            merge4_max: 4096,
         }
     }
 }
@@ -295,13 +300,20 @@ impl PairNodes {
 }
 
 /// One filter pass: the key at a text position is `(window & mask) | tag`,
-/// tested against `filters[filter]`.
+/// tested against `filters[filter]`, or against the union filter when
+/// `filter` is [`UNION`]. Where it passes, each of `keys`, `(kind, mask,
+/// tag)`, gives a candidate key `(window & mask) | tag`: at once when `kind`
+/// is the pass's own filter, else if it passes `filters[kind]`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pass {
     pub filter: u16,
     pub mask: u64,
     pub tag: u64,
+    pub keys: [Option<(u16, u64, u64)>; 2],
 }
+
+/// [`Pass::filter`] of the pass over the union filter.
+pub(crate) const UNION: u16 = u16::MAX;
 
 pub(crate) struct Index {
     pub nodes: Vec<Node>,
@@ -319,6 +331,9 @@ pub(crate) struct Index {
     /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
     /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
+    /// With 4-byte strings merged into the 3-byte pass: the first three
+    /// bytes of every 3- and 4-byte keyword.
+    pub union: Option<Bitmap>,
     pub kinds: Vec<u16>,
     /// The filter passes over the text, one per kind of key in use.
     pub passes: Vec<Pass>,
@@ -515,6 +530,12 @@ impl Index {
         }
 
         let t_freeze = t0.elapsed();
+        // A few 4-byte keywords (the 4-byte strings, when 5-byte windows
+        // take the longer ones) ride on the 3-byte pass: their first three
+        // bytes go into its filter, and a position that passes it has its
+        // 4-byte key tested against their own small filter. That saves a
+        // whole pass over the text for a handful of strings.
+        let merge4 = use5 && per_kind[1] > 0 && per_kind[1] <= opts.merge4_max;
         let mut index = Index {
             nodes,
             tails,
@@ -531,6 +552,10 @@ impl Index {
                 };
                 Bitmap::with_keys(per_kind[k], bits)
             }),
+            union: merge4.then(|| {
+                let keys = per_kind[KIND_SHORT as usize] + per_kind[1];
+                Bitmap::with_keys(keys, opts.bits_per_key * 4)
+            }),
             kinds: (1..KINDS as u16)
                 .filter(|&k| per_kind[k as usize] > 0)
                 .collect(),
@@ -541,20 +566,29 @@ impl Index {
             has_pairs: pair_strings > 0,
             longest_list: 0,
         };
+        let spec = |k: u16| (k, mask(width(k)), TAG[k as usize]);
+        let three = (KIND_SHORT, mask(SHORT_MAX), TAG_SHORT[SHORT_MAX]);
+        let pass = |(filter, mask, tag): (u16, u64, u64)| Pass {
+            filter,
+            mask,
+            tag,
+            keys: [Some((filter, mask, tag)), None],
+        };
         index.passes = index
             .kinds
             .iter()
-            .map(|&k| Pass {
-                filter: k,
-                mask: mask(width(k)),
-                tag: TAG[k as usize],
-            })
-            .chain((three_byte > 0).then_some(Pass {
-                filter: KIND_SHORT,
-                mask: mask(SHORT_MAX),
-                tag: TAG_SHORT[SHORT_MAX],
-            }))
+            .filter(|&&k| !(merge4 && k == 1))
+            .map(|&k| pass(spec(k)))
             .collect();
+        if merge4 {
+            index.passes.push(Pass {
+                filter: UNION,
+                keys: [(three_byte > 0).then_some(three), Some(spec(1))],
+                ..pass(three)
+            });
+        } else if three_byte > 0 {
+            index.passes.push(pass(three));
+        }
         let buckets = index.table.num_buckets();
         let mut run = 0;
         for pos in 0..index.nodes.len() {
@@ -564,6 +598,12 @@ impl Index {
             if is_head[order[pos] as usize] && node.len as usize > PAIR_MAX {
                 let k = keys[order[pos] as usize];
                 index.filters[node.kind() as usize].insert(k);
+                if let Some(u) = index.union.as_mut()
+                    && (node.kind() == 1 || node.kind() == KIND_SHORT)
+                {
+                    // A 3-byte string, or the first three bytes of a 4-byte one.
+                    u.insert(key_of_window(k, KIND_SHORT, SHORT_MAX));
+                }
                 let nodes = &index.nodes;
                 let h = mix(k);
                 let slot = Slot {
@@ -621,6 +661,15 @@ impl Index {
         out.extend_from_slice(&node.prefix.to_le_bytes()[..held]);
         out.extend_from_slice(rest.get(a..).unwrap_or_default());
         out
+    }
+
+    /// The filter a pass tests at every position.
+    #[inline(always)]
+    pub fn pass_filter(&self, pass: &Pass) -> Option<&Bitmap> {
+        match pass.filter {
+            UNION => self.union.as_ref(),
+            f => self.filters.get(f as usize),
+        }
     }
 
     /// The head of the list for `key`, whose hash is `h`.
@@ -687,6 +736,7 @@ impl Index {
             + self.tails.capacity()
             + self.table.allocation_size()
             + self.filters.iter().map(Bitmap::heap_bytes).sum::<usize>()
+            + self.union.as_ref().map_or(0, Bitmap::heap_bytes)
             + std::mem::size_of::<[u64; 1024]>()
             + self.pair_nodes.heap_bytes()
             + std::mem::size_of::<[u32; 256]>()

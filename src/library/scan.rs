@@ -214,18 +214,20 @@ fn filter_chunk_keys(
     let full = full_chunk(t, base, end);
     let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
     for pass in &idx.passes {
-        let filter = &idx.filters[pass.filter as usize];
-        let key = |w: u64| (w & pass.mask) | pass.tag;
+        let Some(filter) = idx.pass_filter(pass) else {
+            continue;
+        };
         let masks = match full {
             Some(arr) => filter.filter_chunk(arr, pass.mask, pass.tag),
-            None => partial_chunk(t, base, end, |w| filter.test(key(w))),
+            None => partial_chunk(t, base, end, |w| filter.test((w & pass.mask) | pass.tag)),
         };
-        for (b, &m) in masks.iter().enumerate() {
-            let mut m = m;
-            while m != 0 {
-                let i = base + 64 * b + m.trailing_zeros() as usize;
-                m &= m - 1;
-                add(key(read8(t, i)), i);
+        for i in set_positions(base, masks) {
+            let w = read8(t, i);
+            for &(kind, mask, tag) in pass.keys.iter().flatten() {
+                let k = (w & mask) | tag;
+                if kind == pass.filter || idx.filters[kind as usize].test(k) != 0 {
+                    add(k, i);
+                }
             }
         }
     }
