@@ -142,14 +142,15 @@ impl Scanner {
 /// 4. chunk `c - 3`: those candidates' tails are compared.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
     let mut found = |node: usize| counts.add(node as u32);
-    // At most one key per pass per position: the buffers never grow.
-    let per_block = CHUNK * KINDS;
-    // (key, hash, position) of the keys of the block filtered last.
-    let mut cands: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
-    let mut looked: Vec<(u64, u64, u32)> = Vec::with_capacity(per_block);
+    // At most four keys per position (three window kinds and the 3-byte
+    // pass, or two kinds and the merged pass's two): the buffers never grow.
+    let per_chunk = CHUNK * KINDS;
+    // (key, hash, position) of the keys of the chunk filtered last.
+    let mut cands: Vec<(u64, u64, u32)> = Vec::with_capacity(per_chunk);
+    let mut looked: Vec<(u64, u64, u32)> = Vec::with_capacity(per_chunk);
     // (key, hash, position, head) of the lists found, to walk next round.
-    let mut heads: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_block);
-    let mut walking: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_block);
+    let mut heads: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_chunk);
+    let mut walking: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_chunk);
     // (node, position) of the candidates whose tails are compared next round.
     let mut tails: Vec<(u32, u32)> = Vec::new();
     let mut tailing: Vec<(u32, u32)> = Vec::new();
