@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::mailward::MailwardProcess;
 use support::postfix::PostfixInstance;
-use support::smtp::Smtp;
+use support::smtp::{MAIL_FROMS, Smtp};
 
 /// Upper bound for each wait on Postfix or mailward.
 const WAIT: Duration = Duration::from_secs(30);
@@ -252,18 +252,7 @@ fn what_postfix_passes_to_the_conformity_checks() {
     };
     say(&mut s, "EHLO 192.0.2.1");
     say(&mut s, "EHLO client.test");
-    for mail in [
-        "MAIL FROM:sender@client.test",
-        "MAIL FROM:<@relay.test:sender@client.test>",
-        "MAIL FROM:<\"john doe\"@client.test>",
-        "MAIL FROM:<sender@[192.0.2.1]>",
-        "MAIL FROM:<a..b@client.test>",
-        "MAIL FROM:<sender@client..test>",
-        "MAIL FROM:<sender@client.test> FOO=bar",
-        "MAIL FROM:<sender@client.test> SIZE=abc",
-        "MAIL FROM:<jos\u{e9}@client.test>",
-        "MAIL FROM:<sender@client.test> BODY=8BITMIME",
-    ] {
+    for mail in MAIL_FROMS {
         say(&mut s, mail);
         say(&mut s, &to);
         say(&mut s, "RSET");

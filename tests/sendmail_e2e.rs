@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use support::mailward::MailwardProcess;
 use support::sendmail::{HOSTNAME, SendmailInstance};
-use support::smtp::Smtp;
+use support::smtp::{MAIL_FROMS, Smtp};
 
 /// Upper bound for each wait on Sendmail or mailward.
 const WAIT: Duration = Duration::from_secs(30);
@@ -289,18 +289,7 @@ fn what_sendmail_passes_to_the_conformity_checks() {
     say(&mut s, "EHLO client.test");
     // An unknown command reaches the milter with its argument.
     say(&mut s, "XBAR one");
-    for mail in [
-        "MAIL FROM:sender@client.test",
-        "MAIL FROM:<@relay.test:sender@client.test>",
-        "MAIL FROM:<\"john doe\"@client.test>",
-        "MAIL FROM:<sender@[192.0.2.1]>",
-        "MAIL FROM:<a..b@client.test>",
-        "MAIL FROM:<sender@client..test>",
-        "MAIL FROM:<sender@client.test> FOO=bar",
-        "MAIL FROM:<sender@client.test> SIZE=abc",
-        "MAIL FROM:<jos\u{e9}@client.test>",
-        "MAIL FROM:<sender@client.test> BODY=8BITMIME",
-    ] {
+    for mail in MAIL_FROMS {
         say(&mut s, mail);
         say(&mut s, &to);
         say(&mut s, "RSET");

@@ -90,18 +90,6 @@ fn bits_of(h: u32) -> u32 {
     (1 << (g >> 27)) | (1 << ((g >> 22) & 31))
 }
 
-/// How the windows of one kind split into the filter's two halves, which
-/// lets the vector path build each half with one shuffle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Halves {
-    /// At most 4 bytes of text (`lo`) and a constant `hi` (the tag).
-    Narrow,
-    /// 4 bytes, then one byte and the tag.
-    Five,
-    /// 8 bytes of text.
-    Wide,
-}
-
 impl Bitmap {
     /// A filter with about `bits_per_key` bits for each of `keys` keys
     /// (rounded up to a power of two, from 4096 bits to 2^30), doubled
@@ -138,25 +126,20 @@ impl Bitmap {
     pub fn filter_chunk(&self, text: &[u8; CHUNK_BYTES], mask: u64, tag: u64) -> [u64; BLOCKS] {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            let halves = match mask {
-                u64::MAX => Some(Halves::Wide),
-                0xFF_FFFF_FFFF => Some(Halves::Five),
-                m if m <= 0xFFFF_FFFF && tag as u32 == 0 => Some(Halves::Narrow),
-                _ => None,
-            };
+            let (words, shift) = (&*self.words, self.shift);
+            // How the window splits into the two halves: each shape builds
+            // its halves with its own shuffles (see `avx2::filter_chunk`).
             // SAFETY: the CPU has AVX2 (checked above).
             unsafe {
-                match halves {
-                    Some(Halves::Narrow) => {
-                        return avx2::filter_chunk::<0>(&self.words, self.shift, text, mask, tag);
+                match mask {
+                    u64::MAX => return avx2::filter_chunk::<2>(words, shift, text, mask, tag),
+                    0xFF_FFFF_FFFF => {
+                        return avx2::filter_chunk::<1>(words, shift, text, mask, tag);
                     }
-                    Some(Halves::Five) => {
-                        return avx2::filter_chunk::<1>(&self.words, self.shift, text, mask, tag);
+                    m if m <= 0xFFFF_FFFF && tag as u32 == 0 => {
+                        return avx2::filter_chunk::<0>(words, shift, text, mask, tag);
                     }
-                    Some(Halves::Wide) => {
-                        return avx2::filter_chunk::<2>(&self.words, self.shift, text, mask, tag);
-                    }
-                    None => {}
+                    _ => {}
                 }
             }
         }

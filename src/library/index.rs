@@ -299,6 +299,25 @@ impl PairNodes {
     }
 }
 
+/// The nodes of one run, up to and including the one marked `LAST`.
+pub(crate) struct Run<'a> {
+    /// Empty once the last node is out.
+    nodes: &'a [Node],
+    at: usize,
+}
+
+impl<'a> Iterator for Run<'a> {
+    type Item = (usize, &'a Node);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, &'a Node)> {
+        let (node, rest) = self.nodes.split_first()?;
+        self.nodes = if node.is_last() { &[] } else { rest };
+        self.at += 1;
+        Some((self.at - 1, node))
+    }
+}
+
 /// One filter pass: the key at a text position is `(window & mask) | tag`,
 /// tested against `filters[filter]`, or against the union filter when
 /// `filter` is [`UNION`]. Where it passes, each of `keys`, `(kind, mask,
@@ -669,6 +688,16 @@ impl Index {
         match pass.filter {
             UNION => self.union.as_ref(),
             f => self.filters.get(f as usize),
+        }
+    }
+
+    /// The nodes of the run (one list) that starts at node `head`, with
+    /// their numbers; none if `head` is [`NONE`].
+    #[inline(always)]
+    pub fn run(&self, head: usize) -> Run<'_> {
+        Run {
+            nodes: self.nodes.get(head..).unwrap_or_default(),
+            at: head,
         }
     }
 

@@ -297,19 +297,10 @@ fn pairs_block(
         let two = idx.pair_nodes.get(pair as u8, (pair >> 8) as u8);
         for head in [idx.byte_nodes[pair & 0xFF], two] {
             // A run holds the same bytes as a word entry and a substring one.
-            for (j, nd) in idx
-                .nodes
-                .get(head as usize..)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
+            for (at, nd) in idx.run(head as usize) {
                 if boundaries_ok(nd, i, i + nd.len as usize, t, n) {
                     probe_stats::count(3);
-                    found(head as usize + j);
-                }
-                if nd.is_last() {
-                    break;
+                    found(at);
                 }
             }
         }
@@ -412,21 +403,18 @@ fn walk(
     found: &mut impl FnMut(usize),
     later: &mut Vec<(u32, u32)>,
 ) {
-    for (j, node) in idx.nodes[head..].iter().enumerate() {
+    for (at, node) in idx.run(head) {
         probe_stats::count(2);
         match verify_held(node, i, t, n) {
             Seen::Yes => {
                 probe_stats::count(3);
-                found(head + j);
+                found(at);
             }
             Seen::Tail => {
                 prefetch(idx.tails.as_ptr().wrapping_add(node.tail as usize) as usize);
-                later.push(((head + j) as u32, i as u32));
+                later.push((at as u32, i as u32));
             }
             Seen::No => {}
-        }
-        if node.is_last() {
-            break;
         }
     }
 }

@@ -125,23 +125,23 @@ impl Tally {
     /// empties the tally.
     pub fn drain_into(&mut self, out: &mut Vec<Hit>) {
         self.flush();
-        for &i in &self.used {
-            if let Some(s) = self.slots.get_mut(i as usize) {
-                out.push(Hit {
-                    entry: s.0.wrapping_sub(1),
-                    count: s.1,
-                });
-                *s = (0, 0);
-            }
-        }
-        self.used.clear();
+        self.empty(|h| out.push(h));
     }
 
     /// Forgets every count.
     pub fn clear(&mut self) {
         self.queue.clear();
+        self.empty(|_| {});
+    }
+
+    /// Hands every counted entry to `f` and clears its slot.
+    fn empty(&mut self, mut f: impl FnMut(Hit)) {
         for &i in &self.used {
             if let Some(s) = self.slots.get_mut(i as usize) {
+                f(Hit {
+                    entry: s.0.wrapping_sub(1),
+                    count: s.1,
+                });
                 *s = (0, 0);
             }
         }

@@ -7,6 +7,23 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// MAIL commands the end-to-end tests send in turn: a missing bracket, a
+/// source route, a quoted local part, an address literal, two malformed
+/// addresses, an unknown and a malformed parameter, a non-ASCII address
+/// without SMTPUTF8, and a plain one with `BODY=8BITMIME`.
+pub const MAIL_FROMS: [&str; 10] = [
+    "MAIL FROM:sender@client.test",
+    "MAIL FROM:<@relay.test:sender@client.test>",
+    "MAIL FROM:<\"john doe\"@client.test>",
+    "MAIL FROM:<sender@[192.0.2.1]>",
+    "MAIL FROM:<a..b@client.test>",
+    "MAIL FROM:<sender@client..test>",
+    "MAIL FROM:<sender@client.test> FOO=bar",
+    "MAIL FROM:<sender@client.test> SIZE=abc",
+    "MAIL FROM:<jos\u{e9}@client.test>",
+    "MAIL FROM:<sender@client.test> BODY=8BITMIME",
+];
+
 pub struct Smtp {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
