@@ -83,6 +83,8 @@ pub(crate) const KINDS: usize = 6;
 pub(crate) const SHORT_MAX: usize = 3;
 /// Longest string found through the exact two-byte table alone.
 pub(crate) const PAIR_MAX: usize = 2;
+/// How many strings ahead the keyword choice prefetches its counters.
+const CHOOSE_AHEAD: usize = 4;
 /// No node.
 pub(crate) const NONE: u32 = u32::MAX;
 
@@ -424,6 +426,7 @@ impl Index {
                 for_windows(p.bytes, kind, &mut buf, |_, k, _| chooser.count(k));
             }
         }
+        chooser.counted();
 
         let t_pass1 = t0.elapsed();
         // Pass 2: each string's rarest window, linked into its list: an
@@ -433,7 +436,14 @@ impl Index {
         let mut offs = Vec::with_capacity(patterns.len());
         let mut next = vec![NIL; patterns.len()];
         let mut is_head = vec![false; patterns.len()];
-        for p in patterns {
+        for (j, p) in patterns.iter().enumerate() {
+            // The counters of a string a few ahead are fetched meanwhile.
+            if let Some(q) = patterns.get(j + CHOOSE_AHEAD) {
+                let kind = kind_of(q.bytes.len());
+                if kind != KIND_SHORT {
+                    for_windows(q.bytes, kind, &mut buf, |_, k, _| chooser.prefetch(k));
+                }
+            }
             let kind = kind_of(p.bytes.len());
             let (off, k) = if kind == KIND_SHORT {
                 (0, key(kind, p.bytes))
