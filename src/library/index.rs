@@ -670,6 +670,12 @@ impl Index {
             log::debug!("index build: table layout not confirmed, scanning without prefetches");
         }
         log::debug!(
+            "index build: keywords per kind {per_kind:?}, filter bytes {:?}, union {:?}, table buckets {}",
+            index.filters.each_ref().map(Bitmap::heap_bytes),
+            index.union.as_ref().map(Bitmap::heap_bytes),
+            index.table.num_buckets()
+        );
+        log::debug!(
             "index build: windows counted {:?}, keywords chosen {:?}, lists frozen {:?}, table and filters {:?}",
             t_pass1,
             t_choose - t_pass1,
