@@ -72,6 +72,13 @@ pub const CHUNK: usize = 64 * BLOCKS;
 /// for the 16-byte loads of the vector path.
 pub const CHUNK_BYTES: usize = CHUNK + 15;
 
+/// Whether a key's upper half is the tag alone, so the vector path takes
+/// it as a constant.
+#[inline(always)]
+fn narrow(mask: u64, tag: u64) -> bool {
+    mask <= 0xFFFF_FFFF && tag as u32 == 0
+}
+
 #[inline(always)]
 fn fold(x: u32) -> u32 {
     x ^ (x >> 15)
@@ -130,14 +137,17 @@ impl Bitmap {
             // How the window splits into the two halves: each shape builds
             // its halves with its own shuffles (see `avx2::filter_chunk`).
             // SAFETY: the CPU has AVX2 (checked above).
+            let none = (0, 0);
             unsafe {
                 match mask {
-                    u64::MAX => return avx2::filter_chunk::<2>(words, shift, text, mask, tag),
-                    0xFF_FFFF_FFFF => {
-                        return avx2::filter_chunk::<1>(words, shift, text, mask, tag);
+                    u64::MAX => {
+                        return avx2::filter_chunk::<2>(words, shift, text, mask, tag, none)[0];
                     }
-                    m if m <= 0xFFFF_FFFF && tag as u32 == 0 => {
-                        return avx2::filter_chunk::<0>(words, shift, text, mask, tag);
+                    0xFF_FFFF_FFFF => {
+                        return avx2::filter_chunk::<1>(words, shift, text, mask, tag, none)[0];
+                    }
+                    m if narrow(m, tag) => {
+                        return avx2::filter_chunk::<0>(words, shift, text, mask, tag, none)[0];
                     }
                     _ => {}
                 }
@@ -162,6 +172,71 @@ impl Bitmap {
             m[j / 64] |= self.test((u64::from_le_bytes(a) & mask) | tag) << (j % 64);
         }
         m
+    }
+
+    /// Like [`Bitmap::filter_chunk`] for a key and a *rider*: `[own,
+    /// rider]` masks, `own` where `(window & mask) | tag` may be in the set,
+    /// `rider` where `(window & mask2) | tag2` may have been put in the
+    /// word of the first key by [`Bitmap::insert_in`]. One memory access
+    /// serves both (a 4-byte string riding on its first three bytes).
+    #[inline]
+    pub fn filter_pair_chunk(
+        &self,
+        text: &[u8; CHUNK_BYTES],
+        (mask, tag): (u64, u64),
+        rider: (u64, u64),
+    ) -> [[u64; BLOCKS]; 2] {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && narrow(mask, tag)
+            && narrow(rider.0, rider.1)
+        {
+            // SAFETY: the CPU has AVX2 (checked above); both keys are narrow.
+            return unsafe {
+                avx2::filter_chunk::<3>(&self.words, self.shift, text, mask, tag, rider)
+            };
+        }
+        self.filter_pair_chunk_scalar(text, (mask, tag), rider)
+    }
+
+    /// The portable [`Bitmap::filter_pair_chunk`].
+    #[inline(never)]
+    pub fn filter_pair_chunk_scalar(
+        &self,
+        text: &[u8; CHUNK_BYTES],
+        (mask, tag): (u64, u64),
+        (mask2, tag2): (u64, u64),
+    ) -> [[u64; BLOCKS]; 2] {
+        let mut m = [[0u64; BLOCKS]; 2];
+        for j in 0..CHUNK {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&text[j..j + 8]);
+            let w = u64::from_le_bytes(a);
+            let key = (w & mask) | tag;
+            m[0][j / 64] |= self.test(key) << (j % 64);
+            m[1][j / 64] |= self.test_in(key, (w & mask2) | tag2) << (j % 64);
+        }
+        m
+    }
+
+    /// Puts `bits_key` in the word of `word_key` (see
+    /// [`Bitmap::filter_pair_chunk`]).
+    pub fn insert_in(&mut self, word_key: u64, bits_key: u64) {
+        let w = (h32(word_key) >> self.shift) as usize;
+        if let Some(x) = self.words.get_mut(w) {
+            *x |= bits_of(h32(bits_key));
+        }
+    }
+
+    /// 1 if [`Bitmap::insert_in`] may have put `bits_key` in the word of
+    /// `word_key`, 0 if it did not.
+    #[inline(always)]
+    pub fn test_in(&self, word_key: u64, bits_key: u64) -> u64 {
+        let m = bits_of(h32(bits_key));
+        match self.words.get((h32(word_key) >> self.shift) as usize) {
+            Some(&x) => (x & m == m) as u64,
+            None => 0,
+        }
     }
 
     pub fn insert(&mut self, key: u64) {
@@ -194,8 +269,11 @@ mod avx2 {
 
     use super::{BLOCKS, CHUNK_BYTES, F_K1, F_K2, F_K3, fold};
 
-    /// `HALVES` is 0 (narrow: `hi` is the tag's constant), 1 (five bytes:
-    /// `hi` is the fifth byte and the tag) or 2 (wide: `hi` is bytes 4..8).
+    /// `SHAPE` is 0 (narrow: `hi` is the tag's constant), 1 (five bytes:
+    /// `hi` is the fifth byte and the tag), 2 (wide: `hi` is bytes 4..8) or
+    /// 3 (narrow, with a narrow rider `(mask2, tag2)` tested in the same
+    /// word: its bits in the second mask). Other shapes leave the second
+    /// mask empty.
     ///
     /// # Safety
     ///
@@ -203,13 +281,14 @@ mod avx2 {
     /// `words.len()` (true of every [`super::Bitmap`]: `shift` is
     /// `32 - log2(len)`).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn filter_chunk<const HALVES: u8>(
+    pub(super) unsafe fn filter_chunk<const SHAPE: u8>(
         words: &[u32],
         shift: u32,
         text: &[u8; CHUNK_BYTES],
         mask: u64,
         tag: u64,
-    ) -> [u64; BLOCKS] {
+        (mask2, tag2): (u64, u64),
+    ) -> [[u64; BLOCKS]; 2] {
         // The eight 4-byte windows at offsets 0..8 of a 16-byte load (the
         // load is in both 128-bit halves; a shuffle stays in its half).
         #[rustfmt::skip]
@@ -239,19 +318,33 @@ mod avx2 {
         let count = _mm_cvtsi32_si128(shift as i32);
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
+        let rider_mask = _mm256_set1_epi32(mask2 as u32 as i32);
+        let rider_hi = _mm256_set1_epi32(fold((tag2 >> 32) as u32).wrapping_mul(F_K2) as i32);
         let fold8 = |x: __m256i| _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x));
-        let mut m = [0u64; BLOCKS];
+        // The key's two bits in its word, from the top of `h·K3`.
+        let bits8 = |h: __m256i| {
+            let g = _mm256_mullo_epi32(h, k3);
+            let b1 = _mm256_srli_epi32::<27>(g);
+            let b2 = _mm256_and_si256(_mm256_srli_epi32::<22>(g), c31);
+            _mm256_or_si256(_mm256_sllv_epi32(one, b1), _mm256_sllv_epi32(one, b2))
+        };
+        let has = |got: __m256i, bits: __m256i| {
+            let hit = _mm256_cmpeq_epi32(_mm256_and_si256(got, bits), bits);
+            _mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64
+        };
+        let mut m = [[0u64; BLOCKS]; 2];
         // Block by block, so that each step's shift is a constant.
-        for (blk, mb) in m.iter_mut().enumerate() {
+        for blk in 0..BLOCKS {
             for k in (0..64).step_by(8) {
                 let j = 64 * blk + k;
                 // SAFETY: j + 16 <= CHUNK + 8 < CHUNK_BYTES: the load stays in
                 // `text`.
                 let v = unsafe { _mm_loadu_si128(text.as_ptr().add(j).cast()) };
                 let b = _mm256_broadcastsi128_si256(v);
-                let lo = _mm256_and_si256(_mm256_shuffle_epi8(b, lo_at), lo_mask);
-                let hi = match HALVES {
-                    0 => narrow_hi,
+                let four = _mm256_shuffle_epi8(b, lo_at);
+                let lo = _mm256_and_si256(four, lo_mask);
+                let hi = match SHAPE {
+                    0 | 3 => narrow_hi,
                     1 => _mm256_mullo_epi32(
                         fold8(_mm256_or_si256(_mm256_shuffle_epi8(b, fifth_at), tag_hi)),
                         k2,
@@ -262,12 +355,12 @@ mod avx2 {
                 let idx = _mm256_srl_epi32(h, count);
                 // SAFETY: every index is below `words.len()` (see above).
                 let got = unsafe { _mm256_i32gather_epi32::<4>(words.as_ptr().cast(), idx) };
-                let g = _mm256_mullo_epi32(h, k3);
-                let b1 = _mm256_srli_epi32::<27>(g);
-                let b2 = _mm256_and_si256(_mm256_srli_epi32::<22>(g), c31);
-                let bits = _mm256_or_si256(_mm256_sllv_epi32(one, b1), _mm256_sllv_epi32(one, b2));
-                let hit = _mm256_cmpeq_epi32(_mm256_and_si256(got, bits), bits);
-                *mb |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64) << k;
+                m[0][blk] |= has(got, bits8(h)) << k;
+                if SHAPE == 3 {
+                    let lo2 = _mm256_and_si256(four, rider_mask);
+                    let h2 = _mm256_mullo_epi32(_mm256_xor_si256(fold8(lo2), rider_hi), k1);
+                    m[1][blk] |= has(got, bits8(h2)) << k;
+                }
             }
         }
         m
@@ -330,6 +423,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn riders_are_found_and_vector_and_scalar_agree() {
+        let (three, four) = ((0xFF_FFFF, TAG_SHORT[3]), (0xFFFF_FFFF, TAG[1]));
+        let mut b = Bitmap::with_keys(64, 16);
+        let mut x = 0x0F1E_2D3C_4B5A_6978u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut text = [0u8; CHUNK_BYTES];
+        for byte in text.iter_mut() {
+            *byte = b"abcdef \xe4\xb8"[(next() % 9) as usize];
+        }
+        let key = |at: usize, (m, t): (u64, u64)| {
+            let w = u64::from_le_bytes(text[at..at + 8].try_into().unwrap_or_default());
+            (w & m) | t
+        };
+        let mut put = Vec::new();
+        for j in 0..40 {
+            let at = (next() % CHUNK as u64) as usize;
+            if j % 2 == 0 {
+                b.insert(key(at, three));
+            } else {
+                b.insert_in(key(at, three), key(at, four));
+            }
+            put.push((at, j % 2));
+        }
+        let want = b.filter_pair_chunk_scalar(&text, three, four);
+        assert_eq!(b.filter_pair_chunk(&text, three, four), want);
+        for (at, which) in put {
+            assert_eq!((want[which][at / 64] >> (at % 64)) & 1, 1, "{at} {which}");
+        }
+        // The own mask is the plain filter's.
+        assert_eq!(want[0], b.filter_chunk_scalar(&text, three.0, three.1));
     }
 
     #[test]

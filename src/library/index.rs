@@ -46,9 +46,11 @@
 //!   on a probe path, so the first bucket whose check matches is the key's
 //!   own (checked while the table is built).
 //! * The filter of each kind holds every keyword of that kind (the short
-//!   filter: of the 3-byte strings); `short_pairs` holds the first two
-//!   bytes of every string of 1 or 2 bytes (all 256 second bytes for a
-//!   1-byte string).
+//!   filter: of the 3-byte strings); when the 4-byte keywords ride on the
+//!   3-byte pass, the union filter holds every 3-byte keyword and, in the
+//!   word of its first three bytes, every 4-byte keyword (their own filter
+//!   is then left empty); `short_pairs` holds the first two bytes of every
+//!   string of 1 or 2 bytes (all 256 second bytes for a 1-byte string).
 //!
 //! # Costs traded
 //!
@@ -322,15 +324,17 @@ impl<'a> Iterator for Run<'a> {
 
 /// One filter pass: the key at a text position is `(window & mask) | tag`,
 /// tested against `filters[filter]`, or against the union filter when
-/// `filter` is [`UNION`]. Where it passes, each of `keys`, `(kind, mask,
-/// tag)`, gives a candidate key `(window & mask) | tag`: at once when `kind`
-/// is the pass's own filter, else if it passes `filters[kind]`.
+/// `filter` is [`UNION`]. Every key that passes is a candidate. The union
+/// filter also carries a *rider*, `(mask, tag)` of the 4-byte keys put in
+/// the words of their first three bytes, tested in the same memory access;
+/// `own` is false when the union holds only riders (no 3-byte strings).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pass {
     pub filter: u16,
     pub mask: u64,
     pub tag: u64,
-    pub keys: [Option<(u16, u64, u64)>; 2],
+    pub own: bool,
+    pub rider: Option<(u64, u64)>,
 }
 
 /// [`Pass::filter`] of the pass over the union filter.
@@ -560,10 +564,11 @@ impl Index {
 
         let t_freeze = t0.elapsed();
         // A few 4-byte keywords (the 4-byte strings, when 5-byte windows
-        // take the longer ones) ride on the 3-byte pass: their first three
-        // bytes go into its filter, and a position that passes it has its
-        // 4-byte key tested against their own small filter. That saves a
-        // whole pass over the text for a handful of strings.
+        // take the longer ones) ride on the 3-byte pass: each sets its two
+        // bits in the union filter's word of its first three bytes, so one
+        // gathered word answers for the 3-byte key and the 4-byte key of a
+        // position. That saves a whole pass over the text for a handful of
+        // strings.
         let merge4 = use5 && per_kind[1] > 0 && per_kind[1] <= opts.merge4_max;
         let mut index = Index {
             nodes,
@@ -573,13 +578,15 @@ impl Index {
             confirm_keys: false,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
+            // The 4-byte keys riding on the union need no filter of their own.
             filters: std::array::from_fn(|k| {
                 let bits = if k == KIND_SHORT as usize {
                     opts.bits_per_key * 4
                 } else {
                     opts.bits_per_key
                 };
-                Bitmap::with_keys(per_kind[k], bits)
+                let keys = if merge4 && k == 1 { 0 } else { per_kind[k] };
+                Bitmap::with_keys(keys, bits)
             }),
             union: merge4.then(|| {
                 let keys = per_kind[KIND_SHORT as usize] + per_kind[1];
@@ -595,28 +602,28 @@ impl Index {
             has_pairs: pair_strings > 0,
             longest_list: 0,
         };
-        let spec = |k: u16| (k, mask(width(k)), TAG[k as usize]);
-        let three = (KIND_SHORT, mask(SHORT_MAX), TAG_SHORT[SHORT_MAX]);
-        let pass = |(filter, mask, tag): (u16, u64, u64)| Pass {
+        let pass = |filter: u16, mask: u64, tag: u64| Pass {
             filter,
             mask,
             tag,
-            keys: [Some((filter, mask, tag)), None],
+            own: true,
+            rider: None,
         };
+        let three = |filter| pass(filter, mask(SHORT_MAX), TAG_SHORT[SHORT_MAX]);
         index.passes = index
             .kinds
             .iter()
             .filter(|&&k| !(merge4 && k == 1))
-            .map(|&k| pass(spec(k)))
+            .map(|&k| pass(k, mask(width(k)), TAG[k as usize]))
             .collect();
         if merge4 {
             index.passes.push(Pass {
-                filter: UNION,
-                keys: [(three_byte > 0).then_some(three), Some(spec(1))],
-                ..pass(three)
+                own: three_byte > 0,
+                rider: Some((mask(width(1)), TAG[1])),
+                ..three(UNION)
             });
         } else if three_byte > 0 {
-            index.passes.push(pass(three));
+            index.passes.push(three(KIND_SHORT));
         }
         let buckets = index.table.num_buckets();
         let mut run = 0;
@@ -627,11 +634,12 @@ impl Index {
             if is_head[order[pos] as usize] && node.len as usize > PAIR_MAX {
                 let k = keys[order[pos] as usize];
                 index.filters[node.kind() as usize].insert(k);
-                if let Some(u) = index.union.as_mut()
-                    && (node.kind() == 1 || node.kind() == KIND_SHORT)
-                {
-                    // A 3-byte string, or the first three bytes of a 4-byte one.
-                    u.insert(key_of_window(k, KIND_SHORT, SHORT_MAX));
+                if let Some(u) = index.union.as_mut() {
+                    match node.kind() {
+                        KIND_SHORT => u.insert(k),
+                        1 => u.insert_in(key_of_window(k, KIND_SHORT, SHORT_MAX), k),
+                        _ => {}
+                    }
                 }
                 let nodes = &index.nodes;
                 let h = mix(k);

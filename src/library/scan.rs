@@ -261,25 +261,21 @@ fn filter_chunk_keys(
         let Some(filter) = idx.pass_filter(pass) else {
             continue;
         };
-        let masks = match full {
-            Some(arr) => filter.filter_chunk(arr, pass.mask, pass.tag),
-            None => partial_chunk(t, base, end, |w| filter.test((w & pass.mask) | pass.tag)),
-        };
-        match pass.keys {
-            // A pass over a kind's own filter: every key that passed is a
-            // candidate (the common case, kept tight).
-            [Some((kind, mask, tag)), None] if kind == pass.filter => {
-                for_each_set(base, masks, |i| add((read8(t, i) & mask) | tag, i));
-            }
-            keys => for_each_set(base, masks, |i| {
-                let w = read8(t, i);
-                for &(kind, mask, tag) in keys.iter().flatten() {
-                    let k = (w & mask) | tag;
-                    if kind == pass.filter || idx.filters[kind as usize].test(k) != 0 {
-                        add(k, i);
-                    }
-                }
+        let (mask, tag) = (pass.mask, pass.tag);
+        let [own, rider] = match (full, pass.rider) {
+            (Some(arr), None) => [filter.filter_chunk(arr, mask, tag), [0; BLOCKS]],
+            (Some(arr), Some(r)) => filter.filter_pair_chunk(arr, (mask, tag), r),
+            (None, r) => partial_chunk(t, base, end, |w| {
+                let key = (w & mask) | tag;
+                let second = r.map_or(0, |(m2, t2)| filter.test_in(key, (w & m2) | t2));
+                [filter.test(key), second]
             }),
+        };
+        if pass.own {
+            for_each_set(base, own, |i| add((read8(t, i) & mask) | tag, i));
+        }
+        if let Some((m2, t2)) = pass.rider {
+            for_each_set(base, rider, |i| add((read8(t, i) & m2) | t2, i));
         }
     }
 }
@@ -293,13 +289,21 @@ fn full_chunk(t: &[u8], base: usize, end: usize) -> Option<&[u8; CHUNK_BYTES]> {
 }
 
 /// The masks of the last, partial chunk `base..end` (`t` holds `WIN - 1`
-/// bytes past `end`), one position at a time.
+/// bytes past `end`), one position at a time: `test` gives up to `M` bits
+/// per window.
 #[inline(always)]
-fn partial_chunk(t: &[u8], base: usize, end: usize, test: impl Fn(u64) -> u64) -> [u64; BLOCKS] {
-    let mut m = [0u64; BLOCKS];
+fn partial_chunk<const M: usize>(
+    t: &[u8],
+    base: usize,
+    end: usize,
+    test: impl Fn(u64) -> [u64; M],
+) -> [[u64; BLOCKS]; M] {
+    let mut m = [[0u64; BLOCKS]; M];
     for i in base..end {
         let j = i - base;
-        m[j / 64] |= test(read8(t, i)) << (j % 64);
+        for (mk, bit) in m.iter_mut().zip(test(read8(t, i))) {
+            mk[j / 64] |= bit << (j % 64);
+        }
     }
     m
 }
@@ -330,10 +334,13 @@ fn pairs_block(
 ) {
     let masks = match full_chunk(t, base, end) {
         Some(arr) => pairs_chunk(&idx.short_pairs, arr),
-        None => partial_chunk(t, base, end, |w| {
-            let pair = (w & 0xFFFF) as usize;
-            (idx.short_pairs[pair >> 6] >> (pair & 63)) & 1
-        }),
+        None => {
+            let [m] = partial_chunk(t, base, end, |w| {
+                let pair = (w & 0xFFFF) as usize;
+                [(idx.short_pairs[pair >> 6] >> (pair & 63)) & 1]
+            });
+            m
+        }
     };
     for_each_set(base, masks, |i| {
         let pair = read8(t, i) as usize & 0xFFFF;
@@ -750,7 +757,10 @@ mod tests {
                     x ^= x << 17;
                     let entry = (x % top) as u32;
                     if seen.insert(entry) {
-                        hits.push(Hit { entry, count: x as u32 });
+                        hits.push(Hit {
+                            entry,
+                            count: x as u32,
+                        });
                     }
                 }
                 let mut want = hits.clone();
