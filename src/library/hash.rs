@@ -332,9 +332,9 @@ mod avx2 {
             let hit = _mm256_cmpeq_epi32(_mm256_and_si256(got, bits), bits);
             _mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u32 as u64
         };
-        let mut m = [[0u64; BLOCKS]; 2];
+        let (mut own, mut rider) = ([0u64; BLOCKS], [0u64; BLOCKS]);
         // Block by block, so that each step's shift is a constant.
-        for blk in 0..BLOCKS {
+        for (blk, (mo, mr)) in own.iter_mut().zip(rider.iter_mut()).enumerate() {
             for k in (0..64).step_by(8) {
                 let j = 64 * blk + k;
                 // SAFETY: j + 16 <= CHUNK + 8 < CHUNK_BYTES: the load stays in
@@ -355,15 +355,15 @@ mod avx2 {
                 let idx = _mm256_srl_epi32(h, count);
                 // SAFETY: every index is below `words.len()` (see above).
                 let got = unsafe { _mm256_i32gather_epi32::<4>(words.as_ptr().cast(), idx) };
-                m[0][blk] |= has(got, bits8(h)) << k;
+                *mo |= has(got, bits8(h)) << k;
                 if SHAPE == 3 {
                     let lo2 = _mm256_and_si256(four, rider_mask);
                     let h2 = _mm256_mullo_epi32(_mm256_xor_si256(fold8(lo2), rider_hi), k1);
-                    m[1][blk] |= has(got, bits8(h2)) << k;
+                    *mr |= has(got, bits8(h2)) << k;
                 }
             }
         }
-        m
+        [own, rider]
     }
 }
 
