@@ -1,7 +1,9 @@
 //! Prints the statistics of a synthetic library (the benchmark's
 //! generator) and times a few scans: a quick look while tuning.
 //! `cargo run --release --example engine_stats -- 100000`
-//! (further arguments: tier8_min, bits_per_key, tier5_min, merge4_max)
+//! (further arguments: tier8_min, bits_per_key, tier5_min, merge4_max;
+//! `REAL=1 MAILWARD_CORPUS=…` for the real lexicon and messages, plus
+//! `DECODED=1` for the messages' decoded texts)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -29,6 +31,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
     let real = std::env::var_os("REAL").is_some();
+    // With REAL: scan the messages' decoded texts instead of the raw ones.
+    let decoded = std::env::var_os("DECODED").is_some();
     let mut strings = if real {
         common::list_lines(
             &common::corpus()
@@ -48,7 +52,15 @@ fn main() {
                 .expect("MAILWARD_CORPUS")
                 .join("spamassassin"),
         ) {
-            t.push_str(&String::from_utf8_lossy(&m));
+            if decoded {
+                let opts = mailward::message::DecodeOptions::default();
+                for part in mailward::message::decode(&m, &opts).parts {
+                    t.push_str(&part.text);
+                    t.push('\n');
+                }
+            } else {
+                t.push_str(&String::from_utf8_lossy(&m));
+            }
             if t.len() > 4 << 20 {
                 break;
             }
