@@ -66,7 +66,7 @@
 use hashbrown::HashTable;
 
 use super::hash::{Bitmap, TAG, TAG_SHORT, mix, read_le};
-use super::keyword::{Chooser, byte_prior};
+use super::keyword::{Chooser, byte_prior, mail_words};
 
 /// Longest library string, in bytes after normalization.
 pub const MAX_LEN: usize = 1024;
@@ -424,6 +424,14 @@ impl Index {
             .sum();
         let mut chooser = Chooser::new(windows);
         let mut buf = Vec::with_capacity(MAX_LEN + 8);
+        let kinds_used = [Some(1), use5.then_some(2), use8.then_some(5)];
+        for w in mail_words() {
+            for &kind in kinds_used.iter().flatten() {
+                for_windows(w.as_bytes(), kind, &mut buf, |_, k, _| {
+                    chooser.count_common(k)
+                });
+            }
+        }
         for p in patterns {
             let kind = kind_of(p.bytes.len());
             if kind != KIND_SHORT {

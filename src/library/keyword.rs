@@ -2,13 +2,18 @@
 //!
 //! A string is found through exactly one keyword, so the choice decides how
 //! often the scanner walks a list for nothing. Each string gets its *rarest*
-//! window, where rarity is estimated from two sources:
+//! window, where rarity is estimated from these sources:
 //!
 //! * how many windows of the whole library share the value (counted in a
 //!   hashed table of saturating 16-bit counters: collisions only make a
 //!   window look more common than it is, never rarer);
 //! * a small prior for text that the library does not show: spaces, common
 //!   English letters and UTF-8 lead bytes carry little information;
+//! * windows of words and tokens common in any mail (`mail_words.txt`:
+//!   the most frequent English words, mail and web plumbing such as
+//!   `http`, `/www`, `unsubscribe`) count as [`MAIL_WORD_WEIGHT`] library
+//!   occurrences each: a library of domains would otherwise key one on
+//!   `from` or `know` if no other string shares those windows;
 //! * a penalty for windows that hold a space: they span a word boundary, and
 //!   in running text such windows are made of short common words and word
 //!   ends however rare they are in the library (a phrase's window inside
@@ -67,6 +72,24 @@ pub fn byte_prior(b: u8) -> u32 {
 /// lookups by 17 %, 16 by 22 %; 64 lengthened the lists at a million.
 pub const SPACE_PENALTY: u64 = 16;
 
+/// Words and tokens common in mail text (`mail_words.txt`).
+static MAIL_WORDS: &str = include_str!("mail_words.txt");
+
+/// How many library occurrences each window of a common mail word counts
+/// as. Measured on the real lexicon against decoded SpamAssassin mail: its
+/// domains were found through windows like `from`, `know` or `/www`, 57 000
+/// lists per 4 MiB of text for 300 matches.
+pub const MAIL_WORD_WEIGHT: u32 = 32;
+
+/// The words of `mail_words.txt`, each between spaces as in running text.
+pub fn mail_words() -> impl Iterator<Item = String> {
+    MAIL_WORDS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .map(|w| format!(" {w} "))
+}
+
 /// Whether a key holds a space byte (its tag and padding bytes never do).
 #[inline(always)]
 fn has_space(key: u64) -> bool {
@@ -118,6 +141,16 @@ impl Chooser {
         }
         self.ring[at] = s as u32;
         self.pending += 1;
+    }
+
+    /// Counts a window of a common mail word as [`MAIL_WORD_WEIGHT`]
+    /// library occurrences (at once, not through the prefetch ring).
+    pub fn count_common(&mut self, key: u64) {
+        let s = self.slot(key);
+        if let Some(v) = self.slots.get_mut(s) {
+            let c = ((*v & 0xFFFF) + MAIL_WORD_WEIGHT).min(0xFFFF);
+            *v = (*v & !0xFFFF) | c;
+        }
     }
 
     /// Lands the increments still pending.
@@ -180,6 +213,33 @@ mod tests {
         // Tags (control bytes) and zero padding are not spaces.
         assert!(!has_space(0x0000_0105_6463_6261));
         assert!(!has_space(0x21_1F_FF_00_41_3F_7E_80));
+    }
+
+    #[test]
+    fn windows_of_common_mail_words_cost_more() {
+        let words: Vec<String> = mail_words().collect();
+        assert!(words.iter().any(|w| w == " from "));
+        assert!(words.iter().any(|w| w == " unsubscribe "));
+        assert!(words.iter().all(|w| {
+            let inner = &w[1..w.len() - 1];
+            w.starts_with(' ')
+                && w.ends_with(' ')
+                && !inner.contains([' ', '#'])
+                && !inner.is_empty()
+        }));
+        let mut c = Chooser::new(16);
+        let from = u64::from_le_bytes(*b"from\0\0\0\0") | (1 << 40);
+        let rare = u64::from_le_bytes(*b"qzvx\0\0\0\0") | (1 << 40);
+        assert_eq!(c.cost(from, 14), c.cost(rare, 14));
+        c.count_common(from);
+        assert!(c.cost(from, 14) > c.cost(rare, 14));
+        // Weighed like many library occurrences, not one.
+        let mut shared = Chooser::new(16);
+        for _ in 0..(MAIL_WORD_WEIGHT - 1) {
+            shared.count(rare);
+        }
+        shared.counted();
+        assert!(c.cost(from, 0) > shared.cost(rare, 0));
     }
 
     #[test]
