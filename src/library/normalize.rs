@@ -152,7 +152,14 @@ impl Writer<'_> {
 
     fn other(&mut self, c: char) {
         let code = c as u32;
-        if (0xFF01..=0xFF5E).contains(&code) {
+        if is_cjk(c) {
+            // The bulk of Chinese text: no case, never whitespace, control
+            // or invisible, so kept as it is (Unicode lowercasing searches a
+            // table for each character, a third of a small message's scan).
+            self.flush_space(true);
+            self.out.push(c);
+            self.last_cjk = true;
+        } else if (0xFF01..=0xFF5E).contains(&code) {
             // Full-width ASCII form: same offset for the whole block.
             let b = (code - 0xFEE0) as u8;
             self.ascii(b.to_ascii_lowercase());
@@ -161,12 +168,11 @@ impl Writer<'_> {
             // Covers U+3000, NBSP, line/paragraph separators and C1 controls.
             self.pending_space = true;
         } else {
-            let cjk = is_cjk(c);
-            self.flush_space(cjk);
+            self.flush_space(false);
             for l in c.to_lowercase() {
                 self.out.push(l);
             }
-            self.last_cjk = cjk;
+            self.last_cjk = false;
         }
     }
 }
@@ -221,6 +227,21 @@ mod tests {
     #[test]
     fn controls_become_whitespace() {
         assert_eq!(n("a\0b\x01c\x7Fd\u{9F}e"), "a b c d e");
+    }
+
+    #[test]
+    fn cjk_characters_have_no_case_and_are_no_whitespace() {
+        // What the fast path for CJK characters relies on.
+        for c in (0x3000..=0xFAFF)
+            .filter_map(char::from_u32)
+            .filter(|&c| is_cjk(c))
+        {
+            assert!(c.to_lowercase().eq([c]), "{c:?}");
+            assert!(
+                !c.is_whitespace() && !c.is_control() && !is_invisible(c),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

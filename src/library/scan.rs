@@ -255,57 +255,62 @@ fn filter_chunk_keys(
     end: usize,
     out: &mut Vec<(u64, u64, u32)>,
 ) {
-    let full = full_chunk(t, base, end);
+    let mut spare = [0u8; CHUNK_BYTES];
+    let arr = chunk_bytes(t, base, &mut spare);
+    let len = end - base;
     let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
     for pass in &idx.passes {
         let Some(filter) = idx.pass_filter(pass) else {
             continue;
         };
         let (mask, tag) = (pass.mask, pass.tag);
-        let [own, rider] = match (full, pass.rider) {
-            (Some(arr), None) => [filter.filter_chunk(arr, mask, tag), [0; BLOCKS]],
-            (Some(arr), Some(r)) => filter.filter_pair_chunk(arr, (mask, tag), r),
-            (None, r) => partial_chunk(t, base, end, |w| {
-                let key = (w & mask) | tag;
-                let second = r.map_or(0, |(m2, t2)| filter.test_in(key, (w & m2) | t2));
-                [filter.test(key), second]
-            }),
+        let [own, rider] = match pass.rider {
+            None => [filter.filter_chunk(arr, mask, tag), [0; BLOCKS]],
+            Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r),
         };
         if pass.own {
-            for_each_set(base, own, |i| add((read8(t, i) & mask) | tag, i));
+            for_each_set(base, clip(own, len), |i| add((read8(t, i) & mask) | tag, i));
         }
         if let Some((m2, t2)) = pass.rider {
-            for_each_set(base, rider, |i| add((read8(t, i) & m2) | t2, i));
+            for_each_set(base, clip(rider, len), |i| add((read8(t, i) & m2) | t2, i));
         }
     }
 }
 
-/// The chunk at `base` as a fixed-size array, if it is a whole one.
+/// The chunk at `base` as a fixed-size array: borrowed from the text when
+/// it holds `CHUNK_BYTES` bytes from there, else copied into `spare` and
+/// padded with NUL bytes as the text itself is, so that the vector filters
+/// serve the last, short chunk too (a part of a few hundred bytes is all
+/// last chunk: one position at a time, it cost the scan of a small message
+/// a third of its time). Bits past the text are cleared by [`clip`].
 #[inline(always)]
-fn full_chunk(t: &[u8], base: usize, end: usize) -> Option<&[u8; CHUNK_BYTES]> {
-    t.get(base..base + CHUNK_BYTES)
-        .filter(|_| end - base == CHUNK)
-        .and_then(|b| <&[u8; CHUNK_BYTES]>::try_from(b).ok())
-}
-
-/// The masks of the last, partial chunk `base..end` (`t` holds `WIN - 1`
-/// bytes past `end`), one position at a time: `test` gives up to `M` bits
-/// per window.
-#[inline(always)]
-fn partial_chunk<const M: usize>(
-    t: &[u8],
+fn chunk_bytes<'a>(
+    t: &'a [u8],
     base: usize,
-    end: usize,
-    test: impl Fn(u64) -> [u64; M],
-) -> [[u64; BLOCKS]; M] {
-    let mut m = [[0u64; BLOCKS]; M];
-    for i in base..end {
-        let j = i - base;
-        for (mk, bit) in m.iter_mut().zip(test(read8(t, i))) {
-            mk[j / 64] |= bit << (j % 64);
+    spare: &'a mut [u8; CHUNK_BYTES],
+) -> &'a [u8; CHUNK_BYTES] {
+    match t.get(base..base + CHUNK_BYTES) {
+        Some(b) => <&[u8; CHUNK_BYTES]>::try_from(b).unwrap_or(spare),
+        None => {
+            let rest = t.get(base..).unwrap_or_default();
+            let n = rest.len().min(CHUNK_BYTES);
+            spare[..n].copy_from_slice(&rest[..n]);
+            spare[n..].fill(0);
+            spare
         }
     }
-    m
+}
+
+/// `masks` with the bits of positions `len` and beyond cleared.
+#[inline(always)]
+fn clip(mut masks: [u64; BLOCKS], len: usize) -> [u64; BLOCKS] {
+    for (b, m) in masks.iter_mut().enumerate() {
+        let keep = len.saturating_sub(64 * b);
+        if keep < 64 {
+            *m &= (1u64 << keep) - 1;
+        }
+    }
+    masks
 }
 
 /// Calls `f(base + j)` for each bit `j` set in `masks`, in order (plain
@@ -332,16 +337,9 @@ fn pairs_block(
     n: usize,
     found: &mut impl FnMut(usize),
 ) {
-    let masks = match full_chunk(t, base, end) {
-        Some(arr) => pairs_chunk(&idx.short_pairs, arr),
-        None => {
-            let [m] = partial_chunk(t, base, end, |w| {
-                let pair = (w & 0xFFFF) as usize;
-                [(idx.short_pairs[pair >> 6] >> (pair & 63)) & 1]
-            });
-            m
-        }
-    };
+    let mut spare = [0u8; CHUNK_BYTES];
+    let arr = chunk_bytes(t, base, &mut spare);
+    let masks = clip(pairs_chunk(&idx.short_pairs, arr), end - base);
     for_each_set(base, masks, |i| {
         let pair = read8(t, i) as usize & 0xFFFF;
         let two = idx.pair_nodes.get(pair as u8, (pair >> 8) as u8);
