@@ -128,9 +128,17 @@ impl Bitmap {
     /// window's key is `(window & mask) | tag`, where `mask` keeps the
     /// first 1 to 5 or all 8 bytes and `tag` lies above the kept bytes.
     /// Uses AVX2 when the CPU has it (eight windows per step), else a
-    /// scalar loop; both give the same bits.
+    /// scalar loop; both give the same bits for the first `blocks` blocks
+    /// (the vector path leaves later blocks empty, the scalar one fills
+    /// them: a short last chunk needs only its first blocks).
     #[inline]
-    pub fn filter_chunk(&self, text: &[u8; CHUNK_BYTES], mask: u64, tag: u64) -> [u64; BLOCKS] {
+    pub fn filter_chunk(
+        &self,
+        text: &[u8; CHUNK_BYTES],
+        mask: u64,
+        tag: u64,
+        blocks: usize,
+    ) -> [u64; BLOCKS] {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             let (words, shift) = (&*self.words, self.shift);
@@ -141,13 +149,19 @@ impl Bitmap {
             unsafe {
                 match mask {
                     u64::MAX => {
-                        return avx2::filter_chunk::<2>(words, shift, text, mask, tag, none)[0];
+                        return avx2::filter_chunk::<2>(
+                            words, shift, text, mask, tag, none, blocks,
+                        )[0];
                     }
                     0xFF_FFFF_FFFF => {
-                        return avx2::filter_chunk::<1>(words, shift, text, mask, tag, none)[0];
+                        return avx2::filter_chunk::<1>(
+                            words, shift, text, mask, tag, none, blocks,
+                        )[0];
                     }
                     m if narrow(m, tag) => {
-                        return avx2::filter_chunk::<0>(words, shift, text, mask, tag, none)[0];
+                        return avx2::filter_chunk::<0>(
+                            words, shift, text, mask, tag, none, blocks,
+                        )[0];
                     }
                     _ => {}
                 }
@@ -185,6 +199,7 @@ impl Bitmap {
         text: &[u8; CHUNK_BYTES],
         (mask, tag): (u64, u64),
         rider: (u64, u64),
+        blocks: usize,
     ) -> [[u64; BLOCKS]; 2] {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
@@ -193,7 +208,7 @@ impl Bitmap {
         {
             // SAFETY: the CPU has AVX2 (checked above); both keys are narrow.
             return unsafe {
-                avx2::filter_chunk::<3>(&self.words, self.shift, text, mask, tag, rider)
+                avx2::filter_chunk::<3>(&self.words, self.shift, text, mask, tag, rider, blocks)
             };
         }
         self.filter_pair_chunk_scalar(text, (mask, tag), rider)
@@ -288,6 +303,7 @@ mod avx2 {
         mask: u64,
         tag: u64,
         (mask2, tag2): (u64, u64),
+        blocks: usize,
     ) -> [[u64; BLOCKS]; 2] {
         // The eight 4-byte windows at offsets 0..8 of a 16-byte load (the
         // load is in both 128-bit halves; a shuffle stays in its half).
@@ -334,7 +350,8 @@ mod avx2 {
         };
         let (mut own, mut rider) = ([0u64; BLOCKS], [0u64; BLOCKS]);
         // Block by block, so that each step's shift is a constant.
-        for (blk, (mo, mr)) in own.iter_mut().zip(rider.iter_mut()).enumerate() {
+        let pairs = own.iter_mut().zip(rider.iter_mut());
+        for (blk, (mo, mr)) in pairs.enumerate().take(blocks) {
             for k in (0..64).step_by(8) {
                 let j = 64 * blk + k;
                 // SAFETY: j + 16 <= CHUNK + 8 < CHUNK_BYTES: the load stays in
@@ -416,7 +433,10 @@ mod tests {
                 (u64::MAX, 0),
             ] {
                 let want = b.filter_chunk_scalar(&text, m, t);
-                assert_eq!(b.filter_chunk(&text, m, t), want, "round {round}");
+                assert_eq!(b.filter_chunk(&text, m, t, BLOCKS), want, "round {round}");
+                let first = b.filter_chunk(&text, m, t, 3);
+                assert_eq!(first[..3], want[..3]);
+                assert!(first[3..].iter().all(|&x| x == 0));
                 for j in 0..CHUNK {
                     let w = u64::from_le_bytes(text[j..j + 8].try_into().unwrap_or_default());
                     assert_eq!((want[j / 64] >> (j % 64)) & 1, b.test((w & m) | t));
@@ -455,7 +475,7 @@ mod tests {
             put.push((at, j % 2));
         }
         let want = b.filter_pair_chunk_scalar(&text, three, four);
-        assert_eq!(b.filter_pair_chunk(&text, three, four), want);
+        assert_eq!(b.filter_pair_chunk(&text, three, four, BLOCKS), want);
         for (at, which) in put {
             assert_eq!((want[which][at / 64] >> (at % 64)) & 1, 1, "{at} {which}");
         }

@@ -258,6 +258,7 @@ fn filter_chunk_keys(
     let mut spare = [0u8; CHUNK_BYTES];
     let arr = chunk_bytes(t, base, &mut spare);
     let len = end - base;
+    let blocks = len.div_ceil(64);
     let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
     for pass in &idx.passes {
         let Some(filter) = idx.pass_filter(pass) else {
@@ -265,8 +266,8 @@ fn filter_chunk_keys(
         };
         let (mask, tag) = (pass.mask, pass.tag);
         let [own, rider] = match pass.rider {
-            None => [filter.filter_chunk(arr, mask, tag), [0; BLOCKS]],
-            Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r),
+            None => [filter.filter_chunk(arr, mask, tag, blocks), [0; BLOCKS]],
+            Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r, blocks),
         };
         if pass.own {
             for_each_set(base, clip(own, len), |i| add((read8(t, i) & mask) | tag, i));
@@ -339,7 +340,8 @@ fn pairs_block(
 ) {
     let mut spare = [0u8; CHUNK_BYTES];
     let arr = chunk_bytes(t, base, &mut spare);
-    let masks = clip(pairs_chunk(&idx.short_pairs, arr), end - base);
+    let len = end - base;
+    let masks = clip(pairs_chunk(&idx.short_pairs, arr, len.div_ceil(64)), len);
     for_each_set(base, masks, |i| {
         let pair = read8(t, i) as usize & 0xFFFF;
         let two = idx.pair_nodes.get(pair as u8, (pair >> 8) as u8);
@@ -356,14 +358,15 @@ fn pairs_block(
 }
 
 /// Bit `j % 64` of word `j / 64` set where the first two bytes at
-/// `text[j..]` may start a short string, for a full chunk (AVX2 when the
-/// CPU has it).
+/// `text[j..]` may start a short string, for the first `blocks` blocks of
+/// a chunk at least (AVX2 when the CPU has it; that path leaves later
+/// blocks empty).
 #[inline]
-fn pairs_chunk(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES]) -> [u64; BLOCKS] {
+fn pairs_chunk(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES], blocks: usize) -> [u64; BLOCKS] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked above).
-        return unsafe { pairs_avx2::pairs_chunk(pairs, text) };
+        return unsafe { pairs_avx2::pairs_chunk(pairs, text, blocks) };
     }
     pairs_chunk_scalar(pairs, text)
 }
@@ -395,13 +398,14 @@ mod pairs_avx2 {
     pub(super) unsafe fn pairs_chunk(
         pairs: &[u64; 1024],
         text: &[u8; CHUNK_BYTES],
+        blocks: usize,
     ) -> [u64; BLOCKS] {
         let table: *const i32 = pairs.as_ptr().cast();
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
         let mut m = [0u64; BLOCKS];
         // Block by block, so that each step's shift is a constant.
-        for (blk, mb) in m.iter_mut().enumerate() {
+        for (blk, mb) in m.iter_mut().enumerate().take(blocks) {
             for k in (0..64).step_by(8) {
                 let j = 64 * blk + k;
                 // SAFETY: j + 1 + 8 <= CHUNK + 1 <= CHUNK_BYTES: both 8-byte
@@ -707,7 +711,8 @@ mod tests {
                 *b = (next() % 40) as u8 + b'a';
             }
             let want = pairs_chunk_scalar(&pairs, &text);
-            assert_eq!(pairs_chunk(&pairs, &text), want);
+            assert_eq!(pairs_chunk(&pairs, &text, BLOCKS), want);
+            assert_eq!(pairs_chunk(&pairs, &text, 2)[..2], want[..2]);
             for j in 0..CHUNK {
                 let p = text[j] as usize | (text[j + 1] as usize) << 8;
                 assert_eq!(
