@@ -197,6 +197,8 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
     // (node, position) of the candidates whose tails are compared next round.
     let mut tails: Vec<(u32, u32)> = Vec::new();
     let mut tailing: Vec<(u32, u32)> = Vec::new();
+    // The last chunk's bytes when the text ends inside it.
+    let mut spare = [0u8; CHUNK_BYTES];
     let mut base = 0;
     while base < n || !cands.is_empty() || !heads.is_empty() || !tails.is_empty() {
         std::mem::swap(&mut cands, &mut looked);
@@ -207,12 +209,13 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
         tails.clear();
         if base < n {
             let end = (base + CHUNK).min(n);
-            filter_chunk_keys(idx, t, base, end, &mut cands);
+            let arr = chunk_bytes(t, base, &mut spare);
+            filter_chunk_keys(idx, t, arr, (base, end), &mut cands);
             for &(_, h, _) in &cands {
                 idx.prefetch_slot(h);
             }
             if idx.has_pairs {
-                pairs_block(idx, t, base, end, n, &mut found);
+                pairs_block(idx, t, arr, (base, end), n, &mut found);
             }
             base = end;
         }
@@ -246,17 +249,15 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
 }
 
 /// Pushes `(key, hash, position)` for every key of positions `base..end`
-/// (at most one chunk) that passes its filter.
+/// (at most one chunk, whose bytes are `arr`) that passes its filter.
 #[inline(always)]
 fn filter_chunk_keys(
     idx: &Index,
     t: &[u8],
-    base: usize,
-    end: usize,
+    arr: &[u8; CHUNK_BYTES],
+    (base, end): (usize, usize),
     out: &mut Vec<(u64, u64, u32)>,
 ) {
-    let mut spare = [0u8; CHUNK_BYTES];
-    let arr = chunk_bytes(t, base, &mut spare);
     let len = end - base;
     let blocks = len.div_ceil(64);
     let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
@@ -305,6 +306,9 @@ fn chunk_bytes<'a>(
 /// `masks` with the bits of positions `len` and beyond cleared.
 #[inline(always)]
 fn clip(mut masks: [u64; BLOCKS], len: usize) -> [u64; BLOCKS] {
+    if len >= CHUNK {
+        return masks;
+    }
     for (b, m) in masks.iter_mut().enumerate() {
         let keep = len.saturating_sub(64 * b);
         if keep < 64 {
@@ -333,13 +337,11 @@ fn for_each_set(base: usize, masks: [u64; BLOCKS], mut f: impl FnMut(usize)) {
 fn pairs_block(
     idx: &Index,
     t: &[u8],
-    base: usize,
-    end: usize,
+    arr: &[u8; CHUNK_BYTES],
+    (base, end): (usize, usize),
     n: usize,
     found: &mut impl FnMut(usize),
 ) {
-    let mut spare = [0u8; CHUNK_BYTES];
-    let arr = chunk_bytes(t, base, &mut spare);
     let len = end - base;
     let masks = clip(pairs_chunk(&idx.short_pairs, arr, len.div_ceil(64)), len);
     for_each_set(base, masks, |i| {
