@@ -6,9 +6,9 @@
 //! and 1 M strings (`MAILWARD_BENCH_SIZES=10000,100000` to choose). With
 //! `MAILWARD_CORPUS` set to a folder holding `lexicon-zh/*.txt` and
 //! `spamassassin/`, the real lists are scanned against the real messages
-//! too, raw and decoded (the texts the milter scans). Each index is built once per run, outside criterion's loop; the
-//! build times and memory are printed as a table at the end and written to
-//! `target/bench-engine.md`.
+//! too, raw and decoded (the texts the milter scans). Each index is built
+//! once per run, outside criterion's loop; the build times and memory are
+//! printed as a table at the end and written to `target/bench-engine.md`.
 
 mod common;
 
@@ -19,7 +19,6 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mailward::library::normalize::normalize;
 use mailward::library::{Attrs, BuildOptions, Builder, Library, MatchMode, Origin, Scanner};
-use mailward::message::{DecodeOptions, decode};
 
 const TEXT_BYTES: usize = 4 << 20;
 
@@ -289,9 +288,7 @@ fn engine(c: &mut Criterion) {
     if let Some(dir) = common::corpus() {
         let strings = common::list_lines(&dir.join("lexicon-zh"));
         let messages = common::messages(&dir.join("spamassassin"));
-        // The messages as they arrive, and the texts the milter scans
-        // (subjects and text parts decoded, HTML reduced to text).
-        let opts = DecodeOptions::default();
+        // The messages as they arrive, and the texts the milter scans.
         let (mut raw, mut decoded) = (String::new(), String::new());
         for m in &messages {
             if raw.len() <= 16 << 20 {
@@ -299,10 +296,7 @@ fn engine(c: &mut Criterion) {
                 raw.push('\n');
             }
             if decoded.len() <= 16 << 20 {
-                for part in decode(m, &opts).parts {
-                    decoded.push_str(&part.text);
-                    decoded.push('\n');
-                }
+                common::push_decoded(m, &mut decoded);
             }
         }
         for (name, text) in [("raw", raw), ("decoded", decoded)] {

@@ -53,11 +53,7 @@ fn main() {
                 .join("spamassassin"),
         ) {
             if decoded {
-                let opts = mailward::message::DecodeOptions::default();
-                for part in mailward::message::decode(&m, &opts).parts {
-                    t.push_str(&part.text);
-                    t.push('\n');
-                }
+                common::push_decoded(&m, &mut t);
             } else {
                 t.push_str(&String::from_utf8_lossy(&m));
             }

@@ -1,7 +1,7 @@
 //! The cost of scanning one small message: a subject (the body's first 60
 //! bytes), a body of 2 000 bytes and a second part of 200 (mixed English
-//! and CJK from the benchmark's generator) against a synthetic library of 100 000 strings, normalized
-//! and scanned part by part as the milter does. A quick look while tuning;
+//! and CJK from the benchmark's generator) against a synthetic library of
+//! 100 000 strings, normalized and scanned part by part as the milter does. A quick look while tuning;
 //! exact figures come from callgrind:
 //! `valgrind --tool=callgrind --toggle-collect='*scan_buf*'
 //! --toggle-collect='*normalize_into*' target/release/examples/small_scan`

@@ -228,6 +228,16 @@ pub fn list_lines(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Appends the texts the milter scans in a raw message (subjects and text
+/// parts decoded, HTML reduced to text), one per line.
+pub fn push_decoded(raw: &[u8], out: &mut String) {
+    let opts = mailward::message::DecodeOptions::default();
+    for part in mailward::message::decode(raw, &opts).parts {
+        out.push_str(&part.text);
+        out.push('\n');
+    }
+}
+
 /// The raw bytes of every message file below `dir`, in path order.
 pub fn messages(dir: &Path) -> Vec<Vec<u8>> {
     let mut paths = Vec::new();

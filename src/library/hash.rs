@@ -72,6 +72,21 @@ pub const CHUNK: usize = 64 * BLOCKS;
 /// for the 16-byte loads of the vector path.
 pub const CHUNK_BYTES: usize = CHUNK + 15;
 
+/// `masks` with the bits of positions `len` and beyond cleared.
+#[inline(always)]
+pub fn clip(mut masks: [u64; BLOCKS], len: usize) -> [u64; BLOCKS] {
+    if len >= CHUNK {
+        return masks;
+    }
+    for (b, m) in masks.iter_mut().enumerate() {
+        let keep = len.saturating_sub(64 * b);
+        if keep < 64 {
+            *m &= (1u64 << keep) - 1;
+        }
+    }
+    masks
+}
+
 /// Whether a key's upper half is the tag alone, so the vector path takes
 /// it as a constant.
 #[inline(always)]
@@ -116,58 +131,46 @@ impl Bitmap {
         }
     }
 
-    #[inline(always)]
-    fn place(&self, key: u64) -> (usize, u32) {
-        let h = h32(key);
-        ((h >> self.shift) as usize, bits_of(h))
-    }
-
     /// Bit `j % 64` of word `j / 64` of the result set where the key of the
     /// 8-byte window at `text[j..]` may be in the set, for the `CHUNK`
     /// windows of a chunk. A
     /// window's key is `(window & mask) | tag`, where `mask` keeps the
     /// first 1 to 5 or all 8 bytes and `tag` lies above the kept bytes.
-    /// Uses AVX2 when the CPU has it (eight windows per step), else a
-    /// scalar loop; both give the same bits for the first `blocks` blocks
-    /// (the vector path leaves later blocks empty, the scalar one fills
-    /// them: a short last chunk needs only its first blocks).
+    /// Only the first `len` windows are tested (a short last chunk), the
+    /// bits of the others are clear. Uses AVX2 when the CPU has it (eight
+    /// windows per step), else a scalar loop; both give the same bits.
     #[inline]
     pub fn filter_chunk(
         &self,
         text: &[u8; CHUNK_BYTES],
         mask: u64,
         tag: u64,
-        blocks: usize,
+        len: usize,
     ) -> [u64; BLOCKS] {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             let (words, shift) = (&*self.words, self.shift);
+            let (none, blocks) = ((0, 0), len.div_ceil(64));
             // How the window splits into the two halves: each shape builds
             // its halves with its own shuffles (see `avx2::filter_chunk`).
             // SAFETY: the CPU has AVX2 (checked above).
-            let none = (0, 0);
-            unsafe {
+            let m = unsafe {
                 match mask {
                     u64::MAX => {
-                        return avx2::filter_chunk::<2>(
-                            words, shift, text, mask, tag, none, blocks,
-                        )[0];
+                        avx2::filter_chunk::<2>(words, shift, text, mask, tag, none, blocks)
                     }
                     0xFF_FFFF_FFFF => {
-                        return avx2::filter_chunk::<1>(
-                            words, shift, text, mask, tag, none, blocks,
-                        )[0];
+                        avx2::filter_chunk::<1>(words, shift, text, mask, tag, none, blocks)
                     }
                     m if narrow(m, tag) => {
-                        return avx2::filter_chunk::<0>(
-                            words, shift, text, mask, tag, none, blocks,
-                        )[0];
+                        avx2::filter_chunk::<0>(words, shift, text, mask, tag, none, blocks)
                     }
-                    _ => {}
+                    _ => return self.filter_chunk_scalar(text, mask, tag, len),
                 }
-            }
+            };
+            return clip(m[0], len);
         }
-        self.filter_chunk_scalar(text, mask, tag)
+        self.filter_chunk_scalar(text, mask, tag, len)
     }
 
     /// The portable [`Bitmap::filter_chunk`]. A separate, non-inlined loop
@@ -178,9 +181,10 @@ impl Bitmap {
         text: &[u8; CHUNK_BYTES],
         mask: u64,
         tag: u64,
+        len: usize,
     ) -> [u64; BLOCKS] {
         let mut m = [0u64; BLOCKS];
-        for j in 0..CHUNK {
+        for j in 0..len.min(CHUNK) {
             let mut a = [0u8; 8];
             a.copy_from_slice(&text[j..j + 8]);
             m[j / 64] |= self.test((u64::from_le_bytes(a) & mask) | tag) << (j % 64);
@@ -199,19 +203,21 @@ impl Bitmap {
         text: &[u8; CHUNK_BYTES],
         (mask, tag): (u64, u64),
         rider: (u64, u64),
-        blocks: usize,
+        len: usize,
     ) -> [[u64; BLOCKS]; 2] {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
             && narrow(mask, tag)
             && narrow(rider.0, rider.1)
         {
+            let blocks = len.div_ceil(64);
             // SAFETY: the CPU has AVX2 (checked above); both keys are narrow.
-            return unsafe {
+            let [own, rides] = unsafe {
                 avx2::filter_chunk::<3>(&self.words, self.shift, text, mask, tag, rider, blocks)
             };
+            return [clip(own, len), clip(rides, len)];
         }
-        self.filter_pair_chunk_scalar(text, (mask, tag), rider)
+        self.filter_pair_chunk_scalar(text, (mask, tag), rider, len)
     }
 
     /// The portable [`Bitmap::filter_pair_chunk`].
@@ -221,9 +227,10 @@ impl Bitmap {
         text: &[u8; CHUNK_BYTES],
         (mask, tag): (u64, u64),
         (mask2, tag2): (u64, u64),
+        len: usize,
     ) -> [[u64; BLOCKS]; 2] {
         let mut m = [[0u64; BLOCKS]; 2];
-        for j in 0..CHUNK {
+        for j in 0..len.min(CHUNK) {
             let mut a = [0u8; 8];
             a.copy_from_slice(&text[j..j + 8]);
             let w = u64::from_le_bytes(a);
@@ -255,20 +262,13 @@ impl Bitmap {
     }
 
     pub fn insert(&mut self, key: u64) {
-        let (w, m) = self.place(key);
-        if let Some(x) = self.words.get_mut(w) {
-            *x |= m;
-        }
+        self.insert_in(key, key);
     }
 
     /// 1 if `key` may be in the set, 0 if it is not.
     #[inline(always)]
     pub fn test(&self, key: u64) -> u64 {
-        let (w, m) = self.place(key);
-        match self.words.get(w) {
-            Some(&x) => (x & m == m) as u64,
-            None => 0,
-        }
+        self.test_in(key, key)
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -385,7 +385,7 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -401,16 +401,20 @@ mod tests {
         assert!(fp < 100_000 / 8, "false positive rate too high: {fp}");
     }
 
-    #[test]
-    fn vector_and_scalar_filters_agree() {
-        let mut b = Bitmap::with_keys(3000, 4);
-        let mut x = 0x1234_5678_9ABC_DEF0u64;
-        let mut next = || {
+    /// A reproducible stream of test numbers (xorshift).
+    pub(crate) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x
-        };
+        }
+    }
+
+    #[test]
+    fn vector_and_scalar_filters_agree() {
+        let mut b = Bitmap::with_keys(3000, 4);
+        let mut next = xorshift(0x1234_5678_9ABC_DEF0);
         let mut text = [0u8; CHUNK_BYTES];
         for round in 0..200 {
             for byte in text.iter_mut() {
@@ -432,11 +436,13 @@ mod tests {
                 (0xFF_FFFF_FFFF, TAG[2]),
                 (u64::MAX, 0),
             ] {
-                let want = b.filter_chunk_scalar(&text, m, t);
-                assert_eq!(b.filter_chunk(&text, m, t, BLOCKS), want, "round {round}");
-                let first = b.filter_chunk(&text, m, t, 3);
-                assert_eq!(first[..3], want[..3]);
-                assert!(first[3..].iter().all(|&x| x == 0));
+                let want = b.filter_chunk_scalar(&text, m, t, CHUNK);
+                assert_eq!(b.filter_chunk(&text, m, t, CHUNK), want, "round {round}");
+                // A short chunk: its windows only, on both paths.
+                let len = 150 + round;
+                let short = b.filter_chunk(&text, m, t, len);
+                assert_eq!(short, b.filter_chunk_scalar(&text, m, t, len));
+                assert_eq!(short, clip(want, len));
                 for j in 0..CHUNK {
                     let w = u64::from_le_bytes(text[j..j + 8].try_into().unwrap_or_default());
                     assert_eq!((want[j / 64] >> (j % 64)) & 1, b.test((w & m) | t));
@@ -449,13 +455,7 @@ mod tests {
     fn riders_are_found_and_vector_and_scalar_agree() {
         let (three, four) = ((0xFF_FFFF, TAG_SHORT[3]), (0xFFFF_FFFF, TAG[1]));
         let mut b = Bitmap::with_keys(64, 16);
-        let mut x = 0x0F1E_2D3C_4B5A_6978u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x0F1E_2D3C_4B5A_6978);
         let mut text = [0u8; CHUNK_BYTES];
         for byte in text.iter_mut() {
             *byte = b"abcdef \xe4\xb8"[(next() % 9) as usize];
@@ -474,13 +474,19 @@ mod tests {
             }
             put.push((at, j % 2));
         }
-        let want = b.filter_pair_chunk_scalar(&text, three, four);
-        assert_eq!(b.filter_pair_chunk(&text, three, four, BLOCKS), want);
+        let want = b.filter_pair_chunk_scalar(&text, three, four, CHUNK);
+        assert_eq!(b.filter_pair_chunk(&text, three, four, CHUNK), want);
+        let short = want.map(|m| clip(m, 100));
+        assert_eq!(b.filter_pair_chunk(&text, three, four, 100), short);
+        assert_eq!(b.filter_pair_chunk_scalar(&text, three, four, 100), short);
         for (at, which) in put {
             assert_eq!((want[which][at / 64] >> (at % 64)) & 1, 1, "{at} {which}");
         }
         // The own mask is the plain filter's.
-        assert_eq!(want[0], b.filter_chunk_scalar(&text, three.0, three.1));
+        assert_eq!(
+            want[0],
+            b.filter_chunk_scalar(&text, three.0, three.1, CHUNK)
+        );
     }
 
     #[test]

@@ -48,8 +48,8 @@
 //! * The filter of each kind holds every keyword of that kind (the short
 //!   filter: of the 3-byte strings); when the 4-byte keywords ride on the
 //!   3-byte pass, the union filter holds every 3-byte keyword and, in the
-//!   word of its first three bytes, every 4-byte keyword (their own filter
-//!   is then left empty); `short_pairs` holds the first two bytes of every
+//!   word of its first three bytes, every 4-byte keyword (the filters of
+//!   those two kinds are then left empty); `short_pairs` holds the first two bytes of every
 //!   string of 1 or 2 bytes (all 256 second bytes for a 1-byte string).
 //!
 //! # Costs traded
@@ -356,8 +356,8 @@ pub(crate) struct Index {
     /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
     /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
-    /// With 4-byte strings merged into the 3-byte pass: the first three
-    /// bytes of every 3- and 4-byte keyword.
+    /// With the 4-byte strings riding on the 3-byte pass: every 3-byte
+    /// keyword, and every 4-byte one in the word of its first three bytes.
     pub union: Option<Bitmap>,
     pub kinds: Vec<u16>,
     /// The filter passes over the text, one per kind of key in use.
@@ -586,15 +586,15 @@ impl Index {
             confirm_keys: false,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
-            // The 4-byte keys riding on the union need no filter of their own.
+            // The keys in the union need no filter of their own.
             filters: std::array::from_fn(|k| {
                 let bits = if k == KIND_SHORT as usize {
                     opts.bits_per_key * 4
                 } else {
                     opts.bits_per_key
                 };
-                let keys = if merge4 && k == 1 { 0 } else { per_kind[k] };
-                Bitmap::with_keys(keys, bits)
+                let in_union = merge4 && (k == 1 || k == KIND_SHORT as usize);
+                Bitmap::with_keys(if in_union { 0 } else { per_kind[k] }, bits)
             }),
             union: merge4.then(|| {
                 let keys = per_kind[KIND_SHORT as usize] + per_kind[1];
@@ -641,13 +641,10 @@ impl Index {
             // Strings of 1 or 2 bytes have tables of their own.
             if is_head[order[pos] as usize] && node.len as usize > PAIR_MAX {
                 let k = keys[order[pos] as usize];
-                index.filters[node.kind() as usize].insert(k);
-                if let Some(u) = index.union.as_mut() {
-                    match node.kind() {
-                        KIND_SHORT => u.insert(k),
-                        1 => u.insert_in(key_of_window(k, KIND_SHORT, SHORT_MAX), k),
-                        _ => {}
-                    }
+                match (node.kind(), index.union.as_mut()) {
+                    (KIND_SHORT, Some(u)) => u.insert(k),
+                    (1, Some(u)) => u.insert_in(key_of_window(k, KIND_SHORT, SHORT_MAX), k),
+                    (kind, _) => index.filters[kind as usize].insert(k),
                 }
                 let nodes = &index.nodes;
                 let h = mix(k);

@@ -37,7 +37,7 @@
 //! reused; the pipeline adds three chunks of latency, nothing else.
 
 use super::Library;
-use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, mix};
+use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
 use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
@@ -259,7 +259,6 @@ fn filter_chunk_keys(
     out: &mut Vec<(u64, u64, u32)>,
 ) {
     let len = end - base;
-    let blocks = len.div_ceil(64);
     let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
     for pass in &idx.passes {
         let Some(filter) = idx.pass_filter(pass) else {
@@ -267,14 +266,14 @@ fn filter_chunk_keys(
         };
         let (mask, tag) = (pass.mask, pass.tag);
         let [own, rider] = match pass.rider {
-            None => [filter.filter_chunk(arr, mask, tag, blocks), [0; BLOCKS]],
-            Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r, blocks),
+            None => [filter.filter_chunk(arr, mask, tag, len), [0; BLOCKS]],
+            Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r, len),
         };
         if pass.own {
-            for_each_set(base, clip(own, len), |i| add((read8(t, i) & mask) | tag, i));
+            for_each_set(base, own, |i| add((read8(t, i) & mask) | tag, i));
         }
         if let Some((m2, t2)) = pass.rider {
-            for_each_set(base, clip(rider, len), |i| add((read8(t, i) & m2) | t2, i));
+            for_each_set(base, rider, |i| add((read8(t, i) & m2) | t2, i));
         }
     }
 }
@@ -284,15 +283,15 @@ fn filter_chunk_keys(
 /// padded with NUL bytes as the text itself is, so that the vector filters
 /// serve the last, short chunk too (a part of a few hundred bytes is all
 /// last chunk: one position at a time, it cost the scan of a small message
-/// a third of its time). Bits past the text are cleared by [`clip`].
+/// a third of its time). The filters test only the chunk's own windows.
 #[inline(always)]
 fn chunk_bytes<'a>(
     t: &'a [u8],
     base: usize,
     spare: &'a mut [u8; CHUNK_BYTES],
 ) -> &'a [u8; CHUNK_BYTES] {
-    match t.get(base..base + CHUNK_BYTES) {
-        Some(b) => <&[u8; CHUNK_BYTES]>::try_from(b).unwrap_or(spare),
+    match t.get(base..).and_then(<[u8]>::first_chunk) {
+        Some(arr) => arr,
         None => {
             let rest = t.get(base..).unwrap_or_default();
             let n = rest.len().min(CHUNK_BYTES);
@@ -301,21 +300,6 @@ fn chunk_bytes<'a>(
             spare
         }
     }
-}
-
-/// `masks` with the bits of positions `len` and beyond cleared.
-#[inline(always)]
-fn clip(mut masks: [u64; BLOCKS], len: usize) -> [u64; BLOCKS] {
-    if len >= CHUNK {
-        return masks;
-    }
-    for (b, m) in masks.iter_mut().enumerate() {
-        let keep = len.saturating_sub(64 * b);
-        if keep < 64 {
-            *m &= (1u64 << keep) - 1;
-        }
-    }
-    masks
 }
 
 /// Calls `f(base + j)` for each bit `j` set in `masks`, in order (plain
@@ -342,9 +326,7 @@ fn pairs_block(
     n: usize,
     found: &mut impl FnMut(usize),
 ) {
-    let len = end - base;
-    let masks = clip(pairs_chunk(&idx.short_pairs, arr, len.div_ceil(64)), len);
-    for_each_set(base, masks, |i| {
+    for_each_set(base, pairs_chunk(&idx.short_pairs, arr, end - base), |i| {
         let pair = read8(t, i) as usize & 0xFFFF;
         let two = idx.pair_nodes.get(pair as u8, (pair >> 8) as u8);
         for head in [idx.byte_nodes[pair & 0xFF], two] {
@@ -360,23 +342,25 @@ fn pairs_block(
 }
 
 /// Bit `j % 64` of word `j / 64` set where the first two bytes at
-/// `text[j..]` may start a short string, for the first `blocks` blocks of
-/// a chunk at least (AVX2 when the CPU has it; that path leaves later
-/// blocks empty).
+/// `text[j..]` may start a short string, for the first `len` positions of
+/// a chunk (AVX2 when the CPU has it; both paths give the same bits).
 #[inline]
-fn pairs_chunk(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES], blocks: usize) -> [u64; BLOCKS] {
+fn pairs_chunk(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES], len: usize) -> [u64; BLOCKS] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked above).
-        return unsafe { pairs_avx2::pairs_chunk(pairs, text, blocks) };
+        return clip(
+            unsafe { pairs_avx2::pairs_chunk(pairs, text, len.div_ceil(64)) },
+            len,
+        );
     }
-    pairs_chunk_scalar(pairs, text)
+    pairs_chunk_scalar(pairs, text, len)
 }
 
 #[inline(never)]
-fn pairs_chunk_scalar(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES]) -> [u64; BLOCKS] {
+fn pairs_chunk_scalar(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES], len: usize) -> [u64; BLOCKS] {
     let mut m = [0u64; BLOCKS];
-    for j in 0..CHUNK {
+    for j in 0..len.min(CHUNK) {
         let pair = text[j] as usize | (text[j + 1] as usize) << 8;
         m[j / 64] |= ((pairs[pair >> 6] >> (pair & 63)) & 1) << (j % 64);
     }
@@ -573,6 +557,7 @@ fn same(x: &[u8], xo: usize, y: &[u8], yo: usize, len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::library::hash::tests::xorshift;
     use crate::library::{BuildOptions, EntrySpec, MatchMode};
 
     fn lib(specs: &[EntrySpec], opts: BuildOptions) -> Library {
@@ -696,25 +681,23 @@ mod tests {
     #[test]
     fn vector_and_scalar_pair_filters_agree() {
         let mut pairs = Box::new([0u64; 1024]);
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         for _ in 0..3000 {
             let p = (next() % 65536) as usize;
             pairs[p >> 6] |= 1 << (p & 63);
         }
         let mut text = [0u8; CHUNK_BYTES];
-        for _ in 0..200 {
+        for round in 0..200 {
             for b in text.iter_mut() {
                 *b = (next() % 40) as u8 + b'a';
             }
-            let want = pairs_chunk_scalar(&pairs, &text);
-            assert_eq!(pairs_chunk(&pairs, &text, BLOCKS), want);
-            assert_eq!(pairs_chunk(&pairs, &text, 2)[..2], want[..2]);
+            let want = pairs_chunk_scalar(&pairs, &text, CHUNK);
+            assert_eq!(pairs_chunk(&pairs, &text, CHUNK), want);
+            // A short chunk: its positions only, on both paths.
+            let len = 100 + round;
+            let short = pairs_chunk(&pairs, &text, len);
+            assert_eq!(short, pairs_chunk_scalar(&pairs, &text, len));
+            assert_eq!(short, clip(want, len));
             for j in 0..CHUNK {
                 let p = text[j] as usize | (text[j + 1] as usize) << 8;
                 assert_eq!(
@@ -750,16 +733,14 @@ mod tests {
     #[test]
     fn hits_sort_by_entry_at_every_size() {
         let mut spare = Vec::new();
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         for n in [0, 1, 511, 512, 5000] {
             for top in [1u64 << 11, 1 << 22, 1 << 32] {
                 let n = n.min(top as usize / 2);
                 let mut seen = std::collections::HashSet::new();
                 let mut hits = Vec::new();
                 while hits.len() < n {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = next();
                     let entry = (x % top) as u32;
                     if seen.insert(entry) {
                         hits.push(Hit {
