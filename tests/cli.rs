@@ -349,7 +349,7 @@ fn check_names_each_library_error_where_it_is() {
 #[test]
 fn check_prints_the_figures_of_a_good_configuration() {
     let dir = setup(
-        "library: library.yaml\nlisten: inet:127.0.0.1:9999\njudge:\n  mode: tag\n  quarantine_score: 4\n  category_caps: {zh: 12, nope: 1}\n",
+        "library: library.yaml\nlisten: inet:127.0.0.1:9999\njudge:\n  mode: tag\n  quarantine_score: 4\n  category_caps: {zh: 12, nope: 1}\nbehavior:\n  tracking: {max_keys: {ip: 1000}}\n  limits:\n    - {key: ip, metric: connections, window: 1m, max: 60, action: monitor}\n",
         "entries:\n  - {text: viagra, category: pharma}\n  - {text: VIAGRA, category: pharma}\n  - {text: 代开发票, category: zh}\n  - {text: cheap watches, category: zh}\n",
     );
     let out = mailward(dir.path(), &["check"], b"");
@@ -387,6 +387,16 @@ fn check_prints_the_figures_of_a_good_configuration() {
         assert!(!value(label).is_empty(), "{label}");
     }
     assert!(value("distinct keywords").parse::<usize>().unwrap() >= 1);
+    // The limits, the keys tracked and the memory bound of their counters
+    // (non-zero for one limit on 1 000 addresses), under the default cap.
+    let behavior = value("behavior");
+    assert!(
+        behavior.starts_with(
+            "1 limit(s); keys tracked up to ip 1000, login 100000, sender 100000; counters up to "
+        ),
+        "{behavior}"
+    );
+    assert!(behavior.ends_with(" KiB (cap 256.0 MiB)"), "{behavior}");
     // A cap on a category the library lacks is worth a warning, not a
     // failure.
     assert!(
@@ -394,6 +404,21 @@ fn check_prints_the_figures_of_a_good_configuration() {
             .contains("mailward: warning: judge.category_caps: the library has no category `nope`"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn check_says_when_behavior_monitoring_is_off() {
+    let dir = setup(
+        "library: library.yaml\nbehavior:\n  enabled: false\n",
+        "entries: [viagra]\n",
+    );
+    let out = mailward(dir.path(), &["check"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\n  behavior           off\n"),
+        "{}",
+        stdout(&out)
     );
 }
 

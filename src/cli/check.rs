@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use mailward::Rules;
+use mailward::behavior::policy::Policy;
 use mailward::config::model::{Config, Threshold};
 use mailward::library::Library;
 
@@ -127,10 +128,32 @@ fn describe_config(out: &mut String, c: &Config) {
             if c.exempt.authenticated { "yes" } else { "no" }
         ),
     );
+    describe_behavior(out, c);
     line(
         out,
         "log level",
         format!("{:?}", c.log.level).to_lowercase(),
+    );
+}
+
+/// Behavior monitoring: its limits and the most memory their counters can
+/// take (the bound the milter enforces at start and on reload).
+fn describe_behavior(out: &mut String, c: &Config) {
+    let p = Policy::compile(&c.behavior);
+    if !p.enabled {
+        line(out, "behavior", "off");
+        return;
+    }
+    let [ip, login, sender] = p.max_keys;
+    line(
+        out,
+        "behavior",
+        format!(
+            "{} limit(s); keys tracked up to ip {ip}, login {login}, sender {sender}; counters up to {} (cap {})",
+            p.rules.len(),
+            bytes(p.worst_case_bytes()),
+            bytes(c.behavior.tracking.max_memory.0)
+        ),
     );
 }
 
