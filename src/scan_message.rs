@@ -10,8 +10,6 @@
 //! This module knows nothing of the milter: the `scan` command uses it on
 //! files as well.
 
-use hashbrown::HashMap;
-
 use crate::judge::Mark;
 use crate::library::{Hit, Library, Scanner};
 use crate::message::{self, DecodeOptions, Decoded, Note};
@@ -75,44 +73,55 @@ pub fn scan_decoded(lib: &Library, decoded: &Decoded, scanner: &mut Scanner) -> 
 /// Each entry found once, counted by the rule of the module
 /// documentation; sorted by entry.
 fn count_hits(lib: &Library, decoded: &Decoded, scanner: &mut Scanner) -> Vec<Hit> {
-    let mut counts: HashMap<u32, u32> = HashMap::new();
-    let add = |counts: &mut HashMap<u32, u32>, h: &Hit| {
-        let c = counts.entry(h.entry).or_insert(0);
-        *c = c.saturating_add(h.count);
-    };
-
     let ungrouped = decoded
         .parts
         .iter()
         .filter(|p| p.alt_group.is_none())
         .map(|p| p.text.as_str());
-    for h in scanner.scan_parts(lib, ungrouped) {
-        add(&mut counts, h);
-    }
+    let mut counts = scanner.scan_parts(lib, ungrouped).to_vec();
 
     let mut groups: Vec<u32> = decoded.parts.iter().filter_map(|p| p.alt_group).collect();
     groups.sort_unstable();
     groups.dedup();
-    let mut best: HashMap<u32, u32> = HashMap::new();
     for g in groups {
-        best.clear();
+        let mut best = Vec::new();
         for p in decoded.parts.iter().filter(|p| p.alt_group == Some(g)) {
-            for h in scanner.scan(lib, &p.text) {
-                let c = best.entry(h.entry).or_insert(0);
-                *c = (*c).max(h.count);
+            best = merge(&best, scanner.scan(lib, &p.text), u32::max);
+        }
+        counts = merge(&counts, &best, u32::saturating_add);
+    }
+    counts
+}
+
+/// Merges two lists of hits sorted by entry, each entry at most once in
+/// each, combining the counts of an entry in both (the scanner's lists are
+/// sorted, so no map is needed).
+fn merge(a: &[Hit], b: &[Hit], combine: fn(u32, u32) -> u32) -> Vec<Hit> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.entry.cmp(&y.entry) {
+            std::cmp::Ordering::Less => {
+                out.push(*x);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(*y);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(Hit {
+                    entry: x.entry,
+                    count: combine(x.count, y.count),
+                });
+                i += 1;
+                j += 1;
             }
         }
-        for (&entry, &count) in &best {
-            add(&mut counts, &Hit { entry, count });
-        }
     }
-
-    let mut hits: Vec<Hit> = counts
-        .into_iter()
-        .map(|(entry, count)| Hit { entry, count })
-        .collect();
-    hits.sort_unstable();
-    hits
+    out.extend_from_slice(a.get(i..).unwrap_or_default());
+    out.extend_from_slice(b.get(j..).unwrap_or_default());
+    out
 }
 
 /// The judge's view of the hits: one mark per entry.
@@ -152,6 +161,23 @@ mod tests {
     fn lib(texts: &[&str]) -> Library {
         let specs: Vec<EntrySpec> = texts.iter().map(|t| EntrySpec::new(*t)).collect();
         Library::from_specs(&specs, BuildOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn merging_keeps_entry_order_and_combines_shared_entries() {
+        let h = |entry, count| Hit { entry, count };
+        let a = [h(1, 2), h(4, 1), h(9, u32::MAX)];
+        let b = [h(0, 1), h(4, 3), h(9, 1), h(12, 1)];
+        assert_eq!(
+            merge(&a, &b, u32::saturating_add),
+            [h(0, 1), h(1, 2), h(4, 4), h(9, u32::MAX), h(12, 1)]
+        );
+        assert_eq!(
+            merge(&a, &b, u32::max),
+            [h(0, 1), h(1, 2), h(4, 3), h(9, u32::MAX), h(12, 1)]
+        );
+        assert_eq!(merge(&[], &b, u32::max), b);
+        assert_eq!(merge(&a, &[], u32::max), a);
     }
 
     fn count(lib: &Library, scan: &MessageScan, text: &str) -> u32 {

@@ -235,8 +235,14 @@ pub(super) fn decode_text(
     }
 }
 
+/// `b` as a `String`, invalid sequences replaced. Valid input (nearly all
+/// of it) is checked by `str::from_utf8`, which runs through ASCII a word
+/// at a time, several times faster than the lossy decoder's chunks.
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 /// No charset, an unknown one, or US-ASCII.
@@ -273,10 +279,11 @@ fn declared_utf8(
     fallback: &'static Encoding,
     notes: &mut Vec<Note>,
 ) -> String {
-    let (valid_multibyte, errors) = utf8_profile(&bytes);
-    if errors == 0 {
+    // Valid (nearly always): no need to count characters and errors.
+    if std::str::from_utf8(&bytes).is_ok() {
         return into_string(bytes);
     }
+    let (valid_multibyte, errors) = utf8_profile(&bytes);
     if errors > valid_multibyte {
         let (text, had_errors) = fallback.decode_without_bom_handling(&bytes);
         let replaced = if had_errors {
@@ -361,7 +368,7 @@ fn into_string(bytes: Cow<'_, [u8]>) -> String {
     match bytes {
         Cow::Owned(v) => String::from_utf8(v)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        Cow::Borrowed(b) => String::from_utf8_lossy(b).into_owned(),
+        Cow::Borrowed(b) => lossy(b),
     }
 }
 
