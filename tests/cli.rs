@@ -715,6 +715,61 @@ fn an_mbox_from_line_is_not_part_of_the_message() {
 }
 
 #[test]
+fn an_mbox_of_several_messages_is_judged_message_by_message() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    let (spam, ham) = (raw(&Msg::new("offer", SPAM)), raw(&Msg::new("hello", HAM)));
+    // Each message after its separator line, an empty line after each; a
+    // body line starting with "From " is quoted in the file.
+    let mut quoted = ham.clone();
+    quoted.extend_from_slice(b">From the desk of Alice\r\n");
+    let mut mbox = Vec::new();
+    for m in [&spam, &quoted, &spam] {
+        mbox.extend_from_slice(b"From sender@example.net Mon Jan  1 00:00:00 2024\n");
+        mbox.extend_from_slice(m);
+        mbox.extend_from_slice(b"\n");
+    }
+    dir.write("box.mbox", &mbox);
+    let out = mailward(dir.path(), &["scan", "--json", "--text", "box.mbox"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let files: Vec<&str> = lines.iter().map(|j| j["file"].as_str().unwrap()).collect();
+    assert_eq!(files, ["box.mbox#1", "box.mbox#2", "box.mbox#3"]);
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .map(|j| j["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["reject", "accept", "reject"]);
+    // Each message judged as the milter would see it: its own bytes, the
+    // quoted line unquoted.
+    let sizes: Vec<u64> = lines.iter().map(|j| j["size"].as_u64().unwrap()).collect();
+    assert_eq!(
+        sizes,
+        [spam.len(), quoted.len() - 1, spam.len()].map(|n| n as u64)
+    );
+    assert!(
+        lines[1].to_string().contains("from the desk of alice"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        stderr(&out).contains(
+            "3 messages scanned, 0 failed: accept 1, tag 0, quarantine 0, tempfail 0, reject 2"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // The same from standard input, in the human form.
+    let out = mailward(dir.path(), &["scan", "-"], &mbox);
+    let text = stdout(&out);
+    let firsts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(firsts, ["-#1", "-#2", "-#3"]);
+}
+
+#[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     let dir = setup("library: library.yaml\n", LIBRARY);
     for args in [

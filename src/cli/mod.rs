@@ -6,6 +6,7 @@
 //! they say is what the milter would do with the same files.
 
 pub mod check;
+pub mod mbox;
 pub mod scan;
 
 use std::path::Path;

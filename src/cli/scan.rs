@@ -3,9 +3,11 @@
 //! judgment ([`Rules::decode`], [`Rules::evaluate_decoded`]).
 //!
 //! What the milter sees differs from a file in two ways, and the file is
-//! read to match: a leading mbox `From ` line (which no MTA passes to a
-//! milter) is dropped, and only the first `limits.message_bytes` bytes are
-//! judged, the rest counted as cut, as the milter keeps them. Nothing here
+//! read to match: mbox `From ` lines (which no MTA passes to a milter)
+//! are dropped, an mbox of several messages being judged message by
+//! message ([`super::mbox`]), and only the first `limits.message_bytes`
+//! bytes of each are judged, the rest counted as cut, as the milter keeps
+//! them. Nothing here
 //! knows of an envelope, so no exemption applies: the verdict is the
 //! content's.
 //!
@@ -16,7 +18,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +33,7 @@ use mailward::message::Decoded;
 use mailward::rules::Evaluation;
 use serde::Serialize;
 
+use super::mbox::{Messages, Sizes};
 use super::{EXIT_FAILURE, EXIT_USAGE, Source, bytes, init_logging, load_rules, say};
 
 /// How the results are printed.
@@ -41,10 +44,6 @@ pub struct Options {
     /// Add the normalized text of every part scanned.
     pub text: bool,
 }
-
-/// Longest mbox `From ` line dropped; a longer first line is kept (it is
-/// then no mbox separator the milter could be spared).
-const MAX_FROM_LINE: usize = 4096;
 
 /// The progress bar is shown for more messages than this (when stderr is
 /// a terminal): below it, a scan is over before a bar means anything.
@@ -83,7 +82,8 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     for input in &inputs {
         let name = input.name();
         bar.set_message(name.clone());
-        match judge.one(input, &name) {
+        let mut write_failed = None;
+        let mut emit = |result: Result<String, String>| match result {
             Ok(text) => {
                 // Through `suspend` only when the bar shares the terminal.
                 let written = if stdout_tty && !bar.is_hidden() {
@@ -92,14 +92,21 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
                     out.write_all(text.as_bytes())
                 };
                 if let Err(e) = written {
-                    bar.finish_and_clear();
-                    return stdout_failed(&e);
+                    write_failed = Some(e);
+                    return false;
                 }
+                true
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| say!("mailward: {name}: {e}"));
+                bar.suspend(|| say!("mailward: {e}"));
+                true
             }
+        };
+        judge.input(input, &name, &mut emit);
+        if let Some(e) = write_failed {
+            bar.finish_and_clear();
+            return stdout_failed(&e);
         }
         bar.inc(1);
     }
@@ -107,7 +114,7 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     if let Err(e) = out.flush() {
         return stdout_failed(&e);
     }
-    if inputs.len() + not_found > 1 {
+    if judge.tally.messages + failures > 1 {
         say!(
             "mailward: {}",
             judge
@@ -133,17 +140,55 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// Reads, judges and formats one message; the error says why it could
-    /// not be.
-    fn one(&mut self, input: &Input, name: &str) -> Result<String, String> {
+    /// Reads, judges and formats each message of `input` in turn, handing
+    /// `emit` each report or the reason it could not be made (prefixed
+    /// with the message's name); stops when `emit` says so or the input
+    /// cannot be read further. One message is named `name`; the messages
+    /// of an mbox of several `name#1`, `name#2`, ….
+    fn input(
+        &mut self,
+        input: &Input,
+        name: &str,
+        emit: &mut dyn FnMut(Result<String, String>) -> bool,
+    ) {
+        let reader: Box<dyn BufRead> = match input {
+            Input::Stdin => Box::new(io::stdin().lock()),
+            Input::File(p) => match std::fs::File::open(p) {
+                Ok(f) => Box::new(io::BufReader::new(f)),
+                Err(e) => {
+                    emit(Err(format!("{name}: {e}")));
+                    return;
+                }
+            },
+        };
         let cap = self.rules.config.limits.message_bytes.0;
-        let read = match input {
-            Input::Stdin => read_message(io::stdin().lock(), cap, &mut self.raw),
-            Input::File(p) => {
-                std::fs::File::open(p).and_then(|f| read_message(f, cap, &mut self.raw))
+        let mut messages = Messages::new(reader);
+        for n in 1.. {
+            let read = match messages.next_message(cap, &mut self.raw) {
+                Ok(Some(read)) => read,
+                Ok(None) => return,
+                Err(e) => {
+                    emit(Err(format!("{name}: {e}")));
+                    return;
+                }
+            };
+            let label = if n == 1 && !messages.more() {
+                name.to_owned()
+            } else {
+                format!("{name}#{n}")
+            };
+            let result = self
+                .one(label.clone(), &read)
+                .map_err(|e| format!("{label}: {e}"));
+            if !emit(result) {
+                return;
             }
         }
-        .map_err(|e| e.to_string())?;
+    }
+
+    /// Judges and formats the message read into `raw`; the error says why
+    /// it could not be.
+    fn one(&mut self, name: String, read: &Sizes) -> Result<String, String> {
         self.tally.bytes += read.total;
         // The decoder never panics by design; should it anyway, the other
         // messages are still scanned, as the milter still serves.
@@ -151,7 +196,7 @@ impl Judge<'_> {
         let judged = catch_unwind(AssertUnwindSafe(|| {
             let decoded = rules.decode(raw);
             let ev = rules.evaluate_decoded(&decoded, scanner);
-            report(rules, name.to_owned(), &read, &decoded, &ev, self.opts.text)
+            report(rules, name, read, &decoded, &ev, self.opts.text)
         }));
         let Ok(report) = judged else {
             self.scanner = Scanner::new();
@@ -290,44 +335,6 @@ fn walk(root: &Path, inputs: &mut Vec<Input>, failed: &mut dyn FnMut(&Path, io::
         entries.sort_by(|a, b| b.0.cmp(&a.0));
         stack.extend(entries.into_iter().map(|(_, item)| item));
     }
-}
-
-/// What was read of one input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sizes {
-    /// Bytes judged (the `size=` of the milter's log line).
-    pub size: u64,
-    /// Bytes past `limits.message_bytes`, not judged (`cut=`).
-    pub cut: u64,
-    /// Every byte read, the mbox line included.
-    pub total: u64,
-}
-
-/// Reads a message into `raw` (cleared first): drops a leading mbox
-/// `From ` line, keeps at most `cap` bytes and counts the rest.
-pub fn read_message(r: impl Read, cap: usize, raw: &mut Vec<u8>) -> io::Result<Sizes> {
-    let mut r = io::BufReader::new(r);
-    let mut first = Vec::new();
-    (&mut r)
-        .take(MAX_FROM_LINE as u64)
-        .read_until(b'\n', &mut first)?;
-    let mut total = first.len() as u64;
-    raw.clear();
-    let mut cut = 0;
-    if !(first.starts_with(b"From ") && first.ends_with(b"\n")) {
-        let kept = first.len().min(cap);
-        raw.extend_from_slice(&first[..kept]);
-        cut = (first.len() - kept) as u64;
-    }
-    let room = cap.saturating_sub(raw.len()) as u64;
-    total += (&mut r).take(room).read_to_end(raw)? as u64;
-    let rest = io::copy(&mut r, &mut io::sink())?;
-    cut += rest;
-    Ok(Sizes {
-        size: raw.len() as u64,
-        cut,
-        total: total + rest,
-    })
 }
 
 // ---- the report ----
@@ -580,50 +587,6 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn read(input: &[u8], cap: usize) -> (Vec<u8>, Sizes) {
-        let mut raw = Vec::new();
-        let r = read_message(input, cap, &mut raw).unwrap();
-        (raw, r)
-    }
-
-    #[test]
-    fn the_mbox_line_is_dropped_and_the_cap_applies_after_it() {
-        let from = b"From a@b Mon Jan  1 00:00:00 2024\n";
-        let msg = b"Subject: x\n\nbody\n";
-        let (raw, r) = read(&[&from[..], msg].concat(), 16);
-        assert_eq!(raw, b"Subject: x\n\nbody");
-        assert_eq!((r.size, r.cut), (16, 1));
-        assert_eq!(r.total, (from.len() + msg.len()) as u64);
-        // A first line that is all there is, or no mbox line at all, is
-        // kept.
-        let (raw, _) = read(b"From nowhere", 1024);
-        assert_eq!(raw, b"From nowhere");
-    }
-
-    #[test]
-    fn a_message_under_the_cap_is_kept_whole() {
-        let (raw, r) = read(b"Subject: x\r\n\r\nbody\r\n", 1024);
-        assert_eq!(raw, b"Subject: x\r\n\r\nbody\r\n");
-        assert_eq!(
-            r,
-            Sizes {
-                size: 20,
-                cut: 0,
-                total: 20
-            }
-        );
-        // "From:" is a header, not an mbox line.
-        let (raw, _) = read(b"From: a@b\n\nhi\n", 1024);
-        assert_eq!(raw, b"From: a@b\n\nhi\n");
-    }
-
-    #[test]
-    fn a_cut_message_counts_what_was_left() {
-        let (raw, r) = read(&[b'a'; 5000], 1024);
-        assert_eq!(raw.len(), 1024);
-        assert_eq!((r.size, r.cut, r.total), (1024, 3976, 5000));
-    }
 
     #[test]
     fn summary_names_every_verdict() {

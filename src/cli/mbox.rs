@@ -1,0 +1,276 @@
+//! The messages of one input: a message file, or an mbox of several.
+//!
+//! An input whose first line starts with `From ` (and ends within
+//! [`MAX_FROM_LINE`] bytes) is an mbox: a message starts after each `From `
+//! line that begins the input or follows an empty line. The separator line
+//! and the empty line before it belong to neither message (mbox writers
+//! add that empty line), and a line quoted as `>From `, `>>From `, … loses
+//! one `>` (mboxrd; in the older mboxo form such lines were written
+//! unquoted or quoted alike, and read back the same here). Any other input
+//! is one message, read as it is.
+//!
+//! # Invariants
+//!
+//! * Memory stays at `cap` bytes of message plus one line piece of at most
+//!   [`PIECE`] bytes, whatever the input's size or line lengths: a longer
+//!   line is read in pieces, and only a piece at the start of a line can be
+//!   a separator or a quoted `From `;
+//! * every byte of the input is counted in exactly one message's `total`
+//!   (separators and the empty lines before them with the message they
+//!   end), so the totals add up to the input's size.
+
+use std::io::{self, BufRead, Read};
+
+/// Longest mbox `From ` line recognized; a longer first line is kept (it is
+/// then no mbox separator the milter could be spared).
+pub const MAX_FROM_LINE: usize = 4096;
+/// Longest piece of a line read at once.
+const PIECE: usize = 64 << 10;
+
+/// What was read of one message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Bytes judged (the `size=` of the milter's log line).
+    pub size: u64,
+    /// Bytes past `limits.message_bytes`, not judged (`cut=`).
+    pub cut: u64,
+    /// Every byte read for it, separator lines included.
+    pub total: u64,
+}
+
+/// Reads the messages of one input in turn.
+pub struct Messages<R> {
+    r: R,
+    /// The input is an mbox; decided by its first line.
+    mbox: Option<bool>,
+    /// The last message read ended at a separator: another follows.
+    more: bool,
+    /// Nothing is left to read.
+    done: bool,
+    /// The first line of an input that is no mbox, not yet placed.
+    head: Vec<u8>,
+    piece: Vec<u8>,
+}
+
+impl<R: BufRead> Messages<R> {
+    pub fn new(r: R) -> Messages<R> {
+        Messages {
+            r,
+            mbox: None,
+            more: false,
+            done: false,
+            head: Vec::new(),
+            piece: Vec::new(),
+        }
+    }
+
+    /// Whether another message follows the last one read: known once that
+    /// one has been read.
+    pub fn more(&self) -> bool {
+        self.more
+    }
+
+    /// Reads the next message into `raw` (cleared first), keeping at most
+    /// `cap` bytes and counting the rest; `None` when the input is over
+    /// (an empty input is one empty message).
+    pub fn next_message(&mut self, cap: usize, raw: &mut Vec<u8>) -> io::Result<Option<Sizes>> {
+        raw.clear();
+        if self.done {
+            return Ok(None);
+        }
+        let mut sizes = Sizes::default();
+        let mbox = match self.mbox {
+            Some(m) => m,
+            None => {
+                let mut first = Vec::new();
+                (&mut self.r)
+                    .take(MAX_FROM_LINE as u64)
+                    .read_until(b'\n', &mut first)?;
+                sizes.total = first.len() as u64;
+                let m = first.starts_with(b"From ") && first.ends_with(b"\n");
+                self.mbox = Some(m);
+                if !m {
+                    self.head = first;
+                }
+                m
+            }
+        };
+        if !mbox {
+            self.done = true;
+            let head = std::mem::take(&mut self.head);
+            keep(raw, cap, &head, &mut sizes);
+            let room = cap.saturating_sub(raw.len()) as u64;
+            sizes.total += (&mut self.r).take(room).read_to_end(raw)? as u64;
+            let rest = io::copy(&mut self.r, &mut io::sink())?;
+            sizes.cut += rest;
+            sizes.total += rest;
+            sizes.size = raw.len() as u64;
+            return Ok(Some(sizes));
+        }
+        self.read_mbox_message(cap, raw, sizes).map(Some)
+    }
+
+    /// One mbox message, the separator before it already read.
+    fn read_mbox_message(
+        &mut self,
+        cap: usize,
+        raw: &mut Vec<u8>,
+        mut sizes: Sizes,
+    ) -> io::Result<Sizes> {
+        self.more = false;
+        let mut line_start = true;
+        // An empty line, held back until it is known not to precede a
+        // separator.
+        let mut held: Option<&'static [u8]> = None;
+        loop {
+            self.piece.clear();
+            let n = (&mut self.r)
+                .take(PIECE as u64)
+                .read_until(b'\n', &mut self.piece)?;
+            if n == 0 {
+                self.done = true;
+                break;
+            }
+            sizes.total += n as u64;
+            let at_start = line_start;
+            line_start = self.piece.ends_with(b"\n");
+            let p = &self.piece[..];
+            if at_start {
+                if held.is_some() && p.starts_with(b"From ") {
+                    // A separator: it and the held empty line end this
+                    // message.
+                    self.more = true;
+                    break;
+                }
+                if let Some(h) = held.take() {
+                    keep(raw, cap, h, &mut sizes);
+                }
+                if p == b"\n" || p == b"\r\n" {
+                    held = Some(if p.len() == 1 { b"\n" } else { b"\r\n" });
+                    continue;
+                }
+                let quoted = p.iter().take_while(|&&b| b == b'>').count();
+                if quoted > 0 && p[quoted..].starts_with(b"From ") {
+                    keep(raw, cap, &p[1..], &mut sizes);
+                    continue;
+                }
+            }
+            keep(raw, cap, p, &mut sizes);
+        }
+        // An empty line still held ends the input: mbox writers add it after
+        // the last message as after every other, so it is dropped too.
+        sizes.size = raw.len() as u64;
+        Ok(sizes)
+    }
+}
+
+/// Appends what `cap` leaves room for of `bytes` to `raw`; the rest is cut.
+fn keep(raw: &mut Vec<u8>, cap: usize, bytes: &[u8], sizes: &mut Sizes) {
+    let room = cap.saturating_sub(raw.len()).min(bytes.len());
+    raw.extend_from_slice(&bytes[..room]);
+    sizes.cut += (bytes.len() - room) as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(input: &[u8], cap: usize) -> Vec<(Vec<u8>, Sizes, bool)> {
+        let mut m = Messages::new(input);
+        let mut out = Vec::new();
+        let mut raw = Vec::new();
+        while let Some(s) = m.next_message(cap, &mut raw).unwrap() {
+            out.push((raw.clone(), s, m.more()));
+        }
+        out
+    }
+
+    #[test]
+    fn one_message_with_an_mbox_line_drops_it_and_caps_after_it() {
+        let from = b"From a@b Mon Jan  1 00:00:00 2024\n";
+        let msg = b"Subject: x\n\nbody\n";
+        let got = all(&[&from[..], msg].concat(), 16);
+        assert_eq!(got.len(), 1);
+        let (raw, s, more) = &got[0];
+        assert_eq!(raw, b"Subject: x\n\nbody");
+        assert_eq!((s.size, s.cut), (16, 1));
+        assert_eq!(s.total, (from.len() + msg.len()) as u64);
+        assert!(!more);
+        // A first line that is all there is, or no mbox line at all, is
+        // kept.
+        assert_eq!(all(b"From nowhere", 1024)[0].0, b"From nowhere");
+        assert_eq!(all(b"From: a@b\n\nhi\n", 1024)[0].0, b"From: a@b\n\nhi\n");
+    }
+
+    #[test]
+    fn a_file_without_mbox_line_is_one_message_under_its_cap() {
+        let got = all(b"Subject: x\r\n\r\nbody\r\n\r\nFrom me\r\n", 1024);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, b"Subject: x\r\n\r\nbody\r\n\r\nFrom me\r\n");
+        let got = all(&[b'a'; 5000], 1024);
+        assert_eq!(got[0].0.len(), 1024);
+        let s = got[0].1;
+        assert_eq!((s.size, s.cut, s.total), (1024, 3976, 5000));
+        // An empty input is one empty message.
+        assert_eq!(all(b"", 10), [(Vec::new(), Sizes::default(), false)]);
+    }
+
+    #[test]
+    fn an_mbox_splits_at_separators_after_empty_lines_and_unquotes() {
+        let input: &[u8] = b"From a Mon Jan  1 00:00:00 2024\n\
+Subject: one\n\
+\n\
+Hello,\n\
+From here on, a body line (not a separator: no empty line before).\n\
+>From quoted\n\
+>>From twice\n\
+\n\
+\n\
+From b Mon Jan  1 00:00:01 2024\r\n\
+Subject: two\r\n\
+\r\n\
+body\r\n\
+\r\n\
+From c Mon Jan  1 00:00:02 2024\n\
+Subject: three\n\
+\n\
+last\n";
+        let got = all(input, 1 << 20);
+        let texts: Vec<&[u8]> = got.iter().map(|g| &g.0[..]).collect();
+        assert_eq!(
+            texts,
+            [
+                &b"Subject: one\n\nHello,\nFrom here on, a body line (not a separator: no empty line before).\nFrom quoted\n>From twice\n\n"[..],
+                b"Subject: two\r\n\r\nbody\r\n",
+                b"Subject: three\n\nlast\n",
+            ]
+        );
+        assert_eq!(
+            got.iter().map(|g| g.2).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        let total: u64 = got.iter().map(|g| g.1.total).sum();
+        assert_eq!(total, input.len() as u64);
+        assert!(got.iter().all(|g| g.1.size == g.0.len() as u64));
+    }
+
+    #[test]
+    fn long_lines_and_the_cap_keep_memory_bounded() {
+        let mut input = b"From a x\n".to_vec();
+        input.extend_from_slice(b"Subject: long\n\n");
+        // A line longer than a piece, whose second piece starts with
+        // "From ": inside a line, so no separator.
+        input.extend_from_slice(&vec![b'x'; PIECE]);
+        input.extend_from_slice(b"From not-a-separator\n");
+        input.extend_from_slice(&vec![b'y'; 2 * PIECE]);
+        input.extend_from_slice(b"\n\nFrom b x\nSubject: next\n\nok\n");
+        let got = all(&input, 100);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0.len(), 100);
+        assert_eq!(got[0].1.size, 100);
+        assert!(got[0].1.cut > 3 * PIECE as u64 - 100);
+        assert_eq!(got[1].0, b"Subject: next\n\nok\n");
+        let total: u64 = got.iter().map(|g| g.1.total).sum();
+        assert_eq!(total, input.len() as u64);
+    }
+}
