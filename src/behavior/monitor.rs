@@ -200,8 +200,9 @@ impl Monitor {
     /// The session closed: queues its record.
     pub fn close(&self, st: &mut SessionState, p: &Policy) {
         let line = st.close(self.now_ms());
+        // The JSON line is only built when there is a file to write it to.
         if p.records.is_some() {
-            self.recorder.record(line);
+            self.recorder.record(line.to_json());
         }
     }
 

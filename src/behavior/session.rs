@@ -481,11 +481,11 @@ impl SessionState {
         self.finish_message(action, refused_by, None, None, &[]);
     }
 
-    /// The session closed: its record as one JSON line.
-    pub fn close(&mut self, now_ms: u64) -> String {
+    /// The session closed: its finished record.
+    pub fn close(&mut self, now_ms: u64) -> &SessionRecord {
         self.end_message("aborted", None);
         self.record.end_ms = now_ms.max(self.record.start_ms);
-        self.record.to_json()
+        &self.record
     }
 }
 
@@ -547,7 +547,7 @@ mod tests {
         s.eom(false, None);
         s.finish_message("deliver", None, Some("accept"), Some(0.0), &["x".into()]);
         s.mail(&p, &store, &[b"<a@example.com>"], Some("bob"));
-        let line = s.close(2_000);
+        let line = s.close(2_000).to_json();
         let r = &s.record;
         let codes: Vec<&str> = r.findings.iter().map(|f| f.code.as_str()).collect();
         assert_eq!(
