@@ -254,6 +254,41 @@ last\n";
         assert!(got.iter().all(|g| g.1.size == g.0.len() as u64));
     }
 
+    proptest::proptest! {
+        /// Messages written as an mbox (mboxrd: a `From ` line, lines
+        /// starting with `>*From ` quoted once more, an empty line after
+        /// each message) are read back exactly, each one whole.
+        #[test]
+        fn an_mbox_written_is_read_back_message_by_message(
+            messages in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![
+                    "Subject: x\n", "\n", "\r\n", "From here\n", ">From there\n",
+                    ">>From afar\n", "body line\r\n", "From\n", " From indented\n",
+                ]), 0..12),
+                1..6,
+            )
+        ) {
+            let mut input = Vec::new();
+            let originals: Vec<Vec<u8>> = messages.iter().map(|m| m.concat().into_bytes()).collect();
+            for m in &messages {
+                input.extend_from_slice(b"From sender@example.net Mon Jan  1 00:00:00 2024\n");
+                for line in m {
+                    let quoted = line.trim_start_matches('>').starts_with("From ");
+                    if quoted {
+                        input.push(b'>');
+                    }
+                    input.extend_from_slice(line.as_bytes());
+                }
+                input.extend_from_slice(b"\n");
+            }
+            let got = all(&input, 1 << 20);
+            let texts: Vec<Vec<u8>> = got.iter().map(|g| g.0.clone()).collect();
+            proptest::prop_assert_eq!(texts, originals);
+            let total: u64 = got.iter().map(|g| g.1.total).sum();
+            proptest::prop_assert_eq!(total, input.len() as u64);
+        }
+    }
+
     #[test]
     fn long_lines_and_the_cap_keep_memory_bounded() {
         let mut input = b"From a x\n".to_vec();
