@@ -276,6 +276,14 @@ fn check_fails(config: &str, library: &str, location: &str) -> String {
     err
 }
 
+/// `mailward check` succeeds on these files; its output.
+fn check_passes(config: &str, library: &str) -> Output {
+    let dir = setup(config, library);
+    let out = mailward(dir.path(), &["check"], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    out
+}
+
 #[test]
 fn check_names_each_configuration_error_where_it_is() {
     let lib = "entries: [viagra]\n";
@@ -348,12 +356,10 @@ fn check_names_each_library_error_where_it_is() {
 
 #[test]
 fn check_prints_the_figures_of_a_good_configuration() {
-    let dir = setup(
+    let out = check_passes(
         "library: library.yaml\nlisten: inet:127.0.0.1:9999\njudge:\n  mode: tag\n  quarantine_score: 4\n  category_caps: {zh: 12, nope: 1}\nbehavior:\n  tracking: {max_keys: {ip: 1000}}\n  limits:\n    - {key: ip, metric: connections, window: 1m, max: 60, action: monitor}\n",
         "entries:\n  - {text: viagra, category: pharma}\n  - {text: VIAGRA, category: pharma}\n  - {text: 代开发票, category: zh}\n  - {text: cheap watches, category: zh}\n",
     );
-    let out = mailward(dir.path(), &["check"], b"");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
     let value = |label: &str| {
         text.lines()
@@ -409,12 +415,10 @@ fn check_prints_the_figures_of_a_good_configuration() {
 
 #[test]
 fn check_says_when_behavior_monitoring_is_off() {
-    let dir = setup(
+    let out = check_passes(
         "library: library.yaml\nbehavior:\n  enabled: false\n",
         "entries: [viagra]\n",
     );
-    let out = mailward(dir.path(), &["check"], b"");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stdout(&out).contains("\n  behavior           off\n"),
         "{}",

@@ -41,14 +41,12 @@ pub struct Sizes {
 /// Reads the messages of one input in turn.
 pub struct Messages<R> {
     r: R,
-    /// The input is an mbox; decided by its first line.
-    mbox: Option<bool>,
+    /// The first line has been read (and with it, whether this is an mbox).
+    started: bool,
     /// The last message read ended at a separator: another follows.
     more: bool,
     /// Nothing is left to read.
     done: bool,
-    /// The first line of an input that is no mbox, not yet placed.
-    head: Vec<u8>,
     piece: Vec<u8>,
 }
 
@@ -56,10 +54,9 @@ impl<R: BufRead> Messages<R> {
     pub fn new(r: R) -> Messages<R> {
         Messages {
             r,
-            mbox: None,
+            started: false,
             more: false,
             done: false,
-            head: Vec::new(),
             piece: Vec::new(),
         }
     }
@@ -79,33 +76,25 @@ impl<R: BufRead> Messages<R> {
             return Ok(None);
         }
         let mut sizes = Sizes::default();
-        let mbox = match self.mbox {
-            Some(m) => m,
-            None => {
-                let mut first = Vec::new();
-                (&mut self.r)
-                    .take(MAX_FROM_LINE as u64)
-                    .read_until(b'\n', &mut first)?;
-                sizes.total = first.len() as u64;
-                let m = first.starts_with(b"From ") && first.ends_with(b"\n");
-                self.mbox = Some(m);
-                if !m {
-                    self.head = first;
-                }
-                m
+        if !self.started {
+            self.started = true;
+            let mut first = Vec::new();
+            (&mut self.r)
+                .take(MAX_FROM_LINE as u64)
+                .read_until(b'\n', &mut first)?;
+            sizes.total = first.len() as u64;
+            if !(first.starts_with(b"From ") && first.ends_with(b"\n")) {
+                // No mbox: the whole input is one message.
+                self.done = true;
+                keep(raw, cap, &first, &mut sizes);
+                let room = cap.saturating_sub(raw.len()) as u64;
+                sizes.total += (&mut self.r).take(room).read_to_end(raw)? as u64;
+                let rest = io::copy(&mut self.r, &mut io::sink())?;
+                sizes.cut += rest;
+                sizes.total += rest;
+                sizes.size = raw.len() as u64;
+                return Ok(Some(sizes));
             }
-        };
-        if !mbox {
-            self.done = true;
-            let head = std::mem::take(&mut self.head);
-            keep(raw, cap, &head, &mut sizes);
-            let room = cap.saturating_sub(raw.len()) as u64;
-            sizes.total += (&mut self.r).take(room).read_to_end(raw)? as u64;
-            let rest = io::copy(&mut self.r, &mut io::sink())?;
-            sizes.cut += rest;
-            sizes.total += rest;
-            sizes.size = raw.len() as u64;
-            return Ok(Some(sizes));
         }
         self.read_mbox_message(cap, raw, sizes).map(Some)
     }

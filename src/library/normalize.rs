@@ -23,8 +23,8 @@
 //! Cost: one pass. Runs of printable ASCII with single spaces (most of any
 //! mail's text) are found 16 bytes at a time and copied whole, lowercased
 //! in place: about 1 GB/s on real mail, 2.7 times the byte-at-a-time loop;
-//! other ASCII goes through a 128-entry class table, everything else is
-//! decoded one `char` at a time.
+//! the other ASCII bytes (space, controls, DEL) are whitespace, everything
+//! else is decoded one `char` at a time.
 
 /// CJK as far as whitespace removal is concerned: CJK punctuation, kana,
 /// CJK unified ideographs (with extension A) and compatibility ideographs.
@@ -37,26 +37,6 @@ pub fn is_cjk(c: char) -> bool {
 fn is_invisible(c: char) -> bool {
     matches!(c as u32, 0x00AD | 0x200B..=0x200D | 0x2060 | 0xFEFF)
 }
-
-const KEEP: u8 = 0;
-const UPPER: u8 = 1;
-const SPACE: u8 = 2;
-
-/// Class of each ASCII byte: kept, uppercase letter, or whitespace (controls
-/// count as whitespace so that no control byte survives).
-static ASCII_CLASS: [u8; 128] = {
-    let mut t = [KEEP; 128];
-    let mut b = 0;
-    while b < 128 {
-        if b < 0x20 || b == b' ' as usize || b == 0x7F {
-            t[b] = SPACE;
-        } else if b >= b'A' as usize && b <= b'Z' as usize {
-            t[b] = UPPER;
-        }
-        b += 1;
-    }
-    t
-};
 
 /// Printable ASCII other than the space: kept (letters lowercased).
 #[inline(always)]
@@ -118,11 +98,9 @@ pub fn normalize_into(input: &str, out: &mut String) {
             continue;
         }
         if b < 0x80 {
-            match ASCII_CLASS[b as usize] {
-                KEEP => w.ascii(b),
-                UPPER => w.ascii(b + 32),
-                _ => w.pending_space = true,
-            }
+            // The rest of ASCII: the space, controls and DEL, all
+            // whitespace (no control byte survives).
+            w.pending_space = true;
             i += 1;
             continue;
         }
@@ -319,10 +297,10 @@ mod tests {
         };
         for c in input.chars() {
             if c.is_ascii() {
-                match ASCII_CLASS[c as usize] {
-                    KEEP => w.ascii(c as u8),
-                    UPPER => w.ascii(c as u8 + 32),
-                    _ => w.pending_space = true,
+                if c == ' ' || c.is_ascii_control() {
+                    w.pending_space = true;
+                } else {
+                    w.ascii(c.to_ascii_lowercase() as u8);
                 }
             } else {
                 w.other(c);

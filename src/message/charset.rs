@@ -252,18 +252,21 @@ fn undeclared(
     fallback: &'static Encoding,
     notes: &mut Vec<Note>,
 ) -> String {
-    if bytes.is_ascii() {
-        return into_string(bytes);
-    }
-    if std::str::from_utf8(&bytes).is_ok() {
-        if let Some(d) = declared {
-            notes.push(Note::CharsetFallback {
-                declared: Some(lossy(d)),
-                used: "UTF-8",
-            });
+    let bytes = match utf8_string(bytes) {
+        Ok(s) => {
+            // Plain ASCII is what any declaration would read alike.
+            if let Some(d) = declared
+                && !s.is_ascii()
+            {
+                notes.push(Note::CharsetFallback {
+                    declared: Some(lossy(d)),
+                    used: "UTF-8",
+                });
+            }
+            return s;
         }
-        return into_string(bytes);
-    }
+        Err(bytes) => bytes,
+    };
     notes.push(Note::CharsetFallback {
         declared: declared.map(lossy),
         used: fallback.name(),
@@ -280,9 +283,10 @@ fn declared_utf8(
     notes: &mut Vec<Note>,
 ) -> String {
     // Valid (nearly always): no need to count characters and errors.
-    if std::str::from_utf8(&bytes).is_ok() {
-        return into_string(bytes);
-    }
+    let bytes = match utf8_string(bytes) {
+        Ok(s) => return s,
+        Err(bytes) => bytes,
+    };
     let (valid_multibyte, errors) = utf8_profile(&bytes);
     if errors > valid_multibyte {
         let (text, had_errors) = fallback.decode_without_bom_handling(&bytes);
@@ -363,13 +367,21 @@ fn count_replacements(s: &str) -> usize {
     memchr::memmem::find_iter(s.as_bytes(), "\u{FFFD}".as_bytes()).count()
 }
 
-/// Valid UTF-8 bytes as a `String` without copying when already owned.
-fn into_string(bytes: Cow<'_, [u8]>) -> String {
+/// The bytes as a `String` if they are valid UTF-8 (checked once, not
+/// copied when already owned), else the bytes back.
+fn utf8_string(bytes: Cow<'_, [u8]>) -> Result<String, Cow<'_, [u8]>> {
     match bytes {
-        Cow::Owned(v) => String::from_utf8(v)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        Cow::Borrowed(b) => lossy(b),
+        Cow::Owned(v) => String::from_utf8(v).map_err(|e| Cow::Owned(e.into_bytes())),
+        Cow::Borrowed(b) => std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| Cow::Borrowed(b)),
     }
+}
+
+/// Valid UTF-8 bytes as a `String` without copying when already owned
+/// (invalid sequences, should there be any, replaced).
+fn into_string(bytes: Cow<'_, [u8]>) -> String {
+    utf8_string(bytes).unwrap_or_else(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// (valid multi-byte characters, invalid sequences) of a byte string.
