@@ -170,10 +170,15 @@ pub fn library(n: usize, seed: u64) -> Vec<String> {
 /// the same vocabulary as the library, with a library string dropped in
 /// about every 100 bytes ("dense": real mail has far fewer hits).
 pub fn text(bytes: usize, lib: &[String], seed: u64) -> String {
+    text_with_gap(bytes, lib, seed, 100)
+}
+
+/// As [`text`], with a library string dropped in about every `gap` bytes.
+pub fn text_with_gap(bytes: usize, lib: &[String], seed: u64, gap: usize) -> String {
     let mut rng = Rng::new(seed ^ 0xABCD);
     let v = Vocab::new(&mut Rng::new(seed));
     let mut t = String::with_capacity(bytes + 256);
-    let mut next_insert = 100;
+    let mut next_insert = gap;
     while t.len() < bytes {
         match rng.below(10) {
             0..=5 => {
@@ -195,7 +200,7 @@ pub fn text(bytes: usize, lib: &[String], seed: u64) -> String {
         if !lib.is_empty() && t.len() >= next_insert {
             t.push_str(&lib[rng.below(lib.len())]);
             t.push(' ');
-            next_insert = t.len() + 100;
+            next_insert = t.len() + gap;
         }
     }
     t

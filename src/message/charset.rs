@@ -320,27 +320,31 @@ fn declared_utf8(
 
 /// A legacy charset, unless the bytes are plainly UTF-8.
 fn legacy(
-    bytes: Cow<'_, [u8]>,
+    mut bytes: Cow<'_, [u8]>,
     e: &'static Encoding,
     declared: Option<&[u8]>,
     notes: &mut Vec<Note>,
 ) -> String {
-    if e.is_ascii_compatible() || e == ISO_2022_JP {
+    if (e.is_ascii_compatible() || e == ISO_2022_JP) && !bytes.is_ascii() {
         // ISO-2022-JP is 7-bit: any valid multi-byte UTF-8 is a mislabel.
         let needed = if e == ISO_2022_JP { 1 } else { 4 };
-        if !bytes.is_ascii()
-            && let Ok(s) = std::str::from_utf8(&bytes)
-            && s.chars()
-                .filter(|c| !c.is_ascii())
-                .nth(needed - 1)
-                .is_some()
-        {
-            notes.push(Note::CharsetFallback {
-                declared: declared.map(lossy),
-                used: "UTF-8",
-            });
-            return into_string(bytes);
-        }
+        // Validated once: the string is the answer or gives its bytes back.
+        bytes = match utf8_string(bytes) {
+            Ok(s)
+                if s.chars()
+                    .filter(|c| !c.is_ascii())
+                    .nth(needed - 1)
+                    .is_some() =>
+            {
+                notes.push(Note::CharsetFallback {
+                    declared: declared.map(lossy),
+                    used: "UTF-8",
+                });
+                return s;
+            }
+            Ok(s) => Cow::Owned(s.into_bytes()),
+            Err(b) => b,
+        };
     }
     with_encoding(bytes, e, notes)
 }
