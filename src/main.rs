@@ -87,6 +87,15 @@ struct ScanArgs {
     /// Also print the normalized text the library was matched against
     #[arg(long)]
     text: bool,
+    /// Messages judged at once [default: one per CPU]
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    jobs: usize,
     /// Message files, directories, or - for standard input
     #[arg(value_name = "PATH", required = true)]
     paths: Vec<PathBuf>,
@@ -119,6 +128,7 @@ fn main() -> ExitCode {
             let opts = cli::scan::Options {
                 json: a.json,
                 text: a.text,
+                jobs: a.jobs,
             };
             cli::scan::scan(source, &a.paths, &opts)
         }

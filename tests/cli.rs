@@ -773,6 +773,106 @@ fn an_mbox_of_several_messages_is_judged_message_by_message() {
     assert_eq!(firsts, ["-#1", "-#2", "-#3"]);
 }
 
+/// Lines of stderr, the summary cut before its timing.
+fn problems(o: &Output) -> Vec<String> {
+    stderr(o)
+        .lines()
+        .map(|l| l.split_once(';').map_or(l, |(before, _)| before).to_owned())
+        .collect()
+}
+
+#[test]
+fn judging_threads_print_what_one_thread_prints() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    std::fs::create_dir(dir.path().join("mail")).unwrap();
+    let all = messages();
+    // Many messages of very different sizes, so that they finish out of
+    // order; an mbox, and a file that cannot be read, among them.
+    for i in (0..120).filter(|i| ![50, 60].contains(i)) {
+        let (m, _) = &all[i % all.len()];
+        let mut bytes = raw(m);
+        bytes.extend(
+            std::iter::repeat_n(b"filler text line\r\n".as_slice(), (i % 7) * 400).flatten(),
+        );
+        dir.write(&format!("mail/{i:03}.eml"), bytes);
+    }
+    let mut mbox = Vec::new();
+    for (m, _) in &all {
+        mbox.extend_from_slice(b"From sender@example.net Mon Jan  1 00:00:00 2024\n");
+        mbox.extend_from_slice(&raw(m));
+        // Each message ends its last line, then an empty line.
+        if !mbox.ends_with(b"\n") {
+            mbox.extend_from_slice(b"\r\n");
+        }
+        mbox.extend_from_slice(b"\n");
+    }
+    dir.write("mail/050.mbox", &mbox);
+    std::os::unix::fs::symlink(dir.path().join("gone.eml"), dir.path().join("mail/060.eml"))
+        .unwrap();
+    let run = |jobs: &str, json: bool| {
+        let mut args = vec!["scan", "--jobs", jobs, "mail", "-"];
+        if json {
+            args.push("--json");
+        }
+        mailward(dir.path(), &args, &mbox)
+    };
+    let one = run("1", true);
+    assert_eq!(code(&one), 1, "{}", stderr(&one));
+    let lines = json_lines(&one);
+    assert_eq!(lines.len(), 118 + 2 * all.len());
+    assert_eq!(lines[50]["file"], "mail/050.mbox#1");
+    assert_eq!(lines.last().unwrap()["file"], format!("-#{}", all.len()));
+    let expected: Vec<&str> = all.iter().map(|(_, v)| *v).collect();
+    let from_stdin: Vec<&str> = lines[lines.len() - all.len()..]
+        .iter()
+        .map(|j| j["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(from_stdin, expected);
+    let problems_one = problems(&one);
+    assert_eq!(problems_one.len(), 2, "{problems_one:?}");
+    assert!(problems_one[0].starts_with("mailward: mail/060.eml: "));
+    for jobs in ["2", "5", "0"] {
+        let many = run(jobs, true);
+        assert_eq!(code(&many), 1);
+        assert!(many.stdout == one.stdout, "--jobs {jobs} printed otherwise");
+        assert_eq!(problems(&many), problems_one, "--jobs {jobs}");
+    }
+    let human_one = run("1", false);
+    let human_many = run("4", false);
+    assert!(human_one.stdout == human_many.stdout);
+    assert_eq!(problems(&human_one), problems(&human_many));
+}
+
+#[test]
+fn a_reader_that_goes_away_stops_every_thread() {
+    let dir = setup("library: library.yaml\n", LIBRARY);
+    std::fs::create_dir(dir.path().join("mail")).unwrap();
+    for i in 0..400 {
+        dir.write(&format!("mail/{i:03}.eml"), raw(&Msg::new("offer", SPAM)));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailward"))
+        .args(["scan", "--jobs", "3", "mail"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.starts_with("mail/000.eml: verdict=reject"), "{first}");
+    // Like `| head -1`: the reader closes the pipe.
+    drop(out);
+    // A hang here is the failure this test looks for (threads waiting on
+    // one another once the output is gone).
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.is_empty(), "a broken pipe needs no message: {err}");
+}
+
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     let dir = setup("library: library.yaml\n", LIBRARY);

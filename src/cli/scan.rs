@@ -16,12 +16,14 @@
 //! runs over the same files print the same thing. Problems and the summary
 //! go to stderr.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -43,15 +45,29 @@ pub struct Options {
     pub json: bool,
     /// Add the normalized text of every part scanned.
     pub text: bool,
+    /// Messages judged at once; 0: one per CPU.
+    pub jobs: usize,
 }
 
 /// The progress bar is shown for more messages than this (when stderr is
 /// a terminal): below it, a scan is over before a bar means anything.
 const BAR_MIN_INPUTS: usize = 1;
+/// At most this many threads judge messages, whatever `--jobs` says.
+pub const MAX_JOBS: usize = 256;
+/// Messages read and not yet printed, per judging thread: enough to keep
+/// every thread busy while a slow message holds up the output.
+const IN_FLIGHT_PER_JOB: usize = 2;
 
 /// Runs the command. Exit status: 0 when every message was scanned, 1
 /// when some input could not be read, 2 when the rules could not be
 /// loaded.
+///
+/// One thread reads the inputs in order and numbers what it finds; `jobs`
+/// threads judge and format the messages; this thread prints the results
+/// in their numbers' order. Messages travel in batches (up to `BATCH_MESSAGES` messages or
+/// `BATCH_BYTES` bytes plus one message); a batch is read only with one of
+/// `IN_FLIGHT_PER_JOB × jobs` tokens, given back once it is printed, so
+/// memory stays within that many batches however slow one message is.
 pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     init_logging();
     let Some(rules) = load_rules(source) else {
@@ -62,6 +78,11 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
         not_found += 1;
         say!("mailward: {}: {e}", p.display());
     });
+    let jobs = match opts.jobs {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(MAX_JOBS);
 
     let bar = if inputs.len() > BAR_MIN_INPUTS && io::stderr().is_terminal() {
         progress_bar(inputs.len())
@@ -70,56 +91,95 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     };
     let stdout_tty = io::stdout().is_terminal();
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let mut judge = Judge {
-        rules: &rules,
-        opts: *opts,
-        scanner: Scanner::new(),
-        raw: Vec::new(),
-        tally: Tally::default(),
-    };
     let started = Instant::now();
     let mut failures = not_found;
-    for input in &inputs {
-        let name = input.name();
-        bar.set_message(name.clone());
-        let mut write_failed = None;
-        let mut emit = |result: Result<String, String>| match result {
-            Ok(text) => {
-                // Through `suspend` only when the bar shares the terminal.
-                let written = if stdout_tty && !bar.is_hidden() {
-                    bar.suspend(|| out.write_all(text.as_bytes()).and_then(|()| out.flush()))
-                } else {
-                    out.write_all(text.as_bytes())
-                };
-                if let Err(e) = written {
-                    write_failed = Some(e);
-                    return false;
-                }
-                true
-            }
-            Err(e) => {
-                failures += 1;
-                bar.suspend(|| say!("mailward: {e}"));
-                true
-            }
-        };
-        judge.input(input, &name, &mut emit);
-        if let Some(e) = write_failed {
-            bar.finish_and_clear();
-            return stdout_failed(&e);
+    let mut tally = Tally::default();
+    let mut write_failed = None;
+
+    std::thread::scope(|s| {
+        let in_flight = jobs * IN_FLIGHT_PER_JOB;
+        // Tokens: a batch is read only with one, and each carries the
+        // message buffers of a printed batch back to the reader.
+        let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(in_flight);
+        for _ in 0..in_flight {
+            let _ = pool_tx.send(Vec::new());
         }
-        bar.inc(1);
-    }
+        let (batch_tx, batch_rx) = mpsc::sync_channel::<Batch>(in_flight);
+        // Dropped with the last judging thread, so that the reader stops
+        // when they have (output failed).
+        let batch_rx = Arc::new(Mutex::new(batch_rx));
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let (rules, inputs) = (&rules, &inputs);
+        s.spawn(move || read_inputs(inputs, rules, &pool_rx, &batch_tx));
+        for _ in 0..jobs {
+            let (batch_rx, done_tx) = (Arc::clone(&batch_rx), done_tx.clone());
+            s.spawn(move || {
+                let mut judge = Judge {
+                    rules,
+                    opts: *opts,
+                    scanner: Scanner::new(),
+                };
+                while let Some(batch) = next_batch(&batch_rx) {
+                    if done_tx.send(judge.batch(batch)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((batch_rx, done_tx));
+
+        // Batches come in any order; they are printed in the inputs'.
+        let mut waiting = BTreeMap::new();
+        let mut next = 0u64;
+        'print: for done in done_rx {
+            waiting.insert(done.seq, done);
+            while let Some(done) = waiting.remove(&next) {
+                next += 1;
+                tally.add(&done.tally);
+                for output in done.outputs {
+                    match output {
+                        Output::Report(text) => {
+                            // Through `suspend` only when the bar shares the terminal.
+                            let written = if stdout_tty && !bar.is_hidden() {
+                                bar.suspend(|| {
+                                    out.write_all(text.as_bytes()).and_then(|()| out.flush())
+                                })
+                            } else {
+                                out.write_all(text.as_bytes())
+                            };
+                            if let Err(e) = written {
+                                write_failed = Some(e);
+                                // Dropping the receivers and the pool ends
+                                // the other threads at their next step.
+                                break 'print;
+                            }
+                        }
+                        Output::Failed(e) => {
+                            failures += 1;
+                            bar.suspend(|| say!("mailward: {e}"));
+                        }
+                        Output::InputDone(name) => {
+                            bar.set_message(name);
+                            bar.inc(1);
+                        }
+                    }
+                }
+                let _ = pool_tx.send(done.buffers);
+            }
+        }
+        drop(pool_tx);
+    });
     bar.finish_and_clear();
+    if let Some(e) = write_failed {
+        return stdout_failed(&e);
+    }
     if let Err(e) = out.flush() {
         return stdout_failed(&e);
     }
-    if judge.tally.messages + failures > 1 {
+    if tally.messages + failures > 1 {
         say!(
             "mailward: {}",
-            judge
-                .tally
-                .summary(failures, started.elapsed().as_secs_f64())
+            tally.summary(failures, started.elapsed().as_secs_f64())
         );
     }
     if failures > 0 {
@@ -129,80 +189,252 @@ pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {
     }
 }
 
-/// The per-message work, with the buffers reused from one message to the
+/// Consecutive items for one judging thread, numbered in the order they
+/// are printed. Small messages travel in batches: one hand-over between
+/// threads per message costs more than judging a small one.
+struct Batch {
+    seq: u64,
+    items: Vec<Item>,
+    /// Buffers not used, back to the reader with the others.
+    spare: Vec<Vec<u8>>,
+}
+
+enum Item {
+    /// A message read, and its name.
+    Message {
+        name: String,
+        raw: Vec<u8>,
+        read: Sizes,
+    },
+    /// An input that could not be read (further): the reason.
+    Failed(String),
+    /// Every message of an input has been read: its name.
+    InputDone(String),
+}
+
+/// A judged batch.
+struct Done {
+    seq: u64,
+    outputs: Vec<Output>,
+    /// What the batch adds to the summary.
+    tally: Tally,
+    /// The messages' buffers, back to the reader once printed.
+    buffers: Vec<Vec<u8>>,
+}
+
+enum Output {
+    Report(String),
+    Failed(String),
+    InputDone(String),
+}
+
+/// A batch is handed on once it holds this many messages …
+const BATCH_MESSAGES: usize = 32;
+/// … or this many bytes (so a batch holds at most this plus one message).
+const BATCH_BYTES: u64 = 256 << 10;
+
+/// Message buffers up to this size are reused.
+const KEEP_BUFFER: usize = 64 << 10;
+
+/// The next batch, the lock held only to take it; `None` once the reader
+/// is done and every batch taken.
+fn next_batch(batches: &Mutex<mpsc::Receiver<Batch>>) -> Option<Batch> {
+    batches.lock().ok()?.recv().ok()
+}
+
+/// Gathers the reader's items into batches; every batch is begun with a
+/// token from the pool.
+struct Batcher<'a> {
+    pool: &'a mpsc::Receiver<Vec<Vec<u8>>>,
+    out: &'a mpsc::SyncSender<Batch>,
+    seq: u64,
+    items: Vec<Item>,
+    bytes: u64,
+    /// The token's buffers; `None` before a token is taken.
+    buffers: Option<Vec<Vec<u8>>>,
+}
+
+impl Batcher<'_> {
+    /// A buffer for the next message; `None` when the printing side is
+    /// gone.
+    fn buffer(&mut self) -> Option<Vec<u8>> {
+        if self.buffers.is_none() {
+            self.buffers = Some(self.pool.recv().ok()?);
+        }
+        Some(self.buffers.as_mut()?.pop().unwrap_or_default())
+    }
+
+    /// Gives back a buffer that was not used.
+    fn unused(&mut self, buf: Vec<u8>) {
+        if let Some(b) = &mut self.buffers {
+            b.push(buf);
+        }
+    }
+
+    /// Adds an item, handing the batch on when full (or `now`); false when
+    /// the judging side is gone.
+    fn push(&mut self, item: Item, now: bool) -> bool {
+        if let Item::Message { raw, .. } = &item {
+            self.bytes += raw.len() as u64;
+        }
+        self.items.push(item);
+        if now || self.items.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.items.is_empty() {
+            return true;
+        }
+        let batch = Batch {
+            seq: self.seq,
+            items: std::mem::take(&mut self.items),
+            spare: self.buffers.take().unwrap_or_default(),
+        };
+        self.seq += 1;
+        self.bytes = 0;
+        self.out.send(batch).is_ok()
+    }
+}
+
+/// Reads every message of every input in order, in batches; stops when
+/// the printing or the judging side is gone (output failed).
+fn read_inputs(
+    inputs: &[Input],
+    rules: &Rules,
+    pool: &mpsc::Receiver<Vec<Vec<u8>>>,
+    out: &mpsc::SyncSender<Batch>,
+) {
+    let cap = rules.config.limits.message_bytes.0;
+    let mut batcher = Batcher {
+        pool,
+        out,
+        seq: 0,
+        items: Vec::new(),
+        bytes: 0,
+        buffers: None,
+    };
+    for input in inputs {
+        let name = input.name();
+        // Someone typing messages sees each judged at once.
+        let interactive = matches!(input, Input::Stdin) && io::stdin().is_terminal();
+        let reader: Option<Box<dyn BufRead>> = match input {
+            Input::Stdin => Some(Box::new(io::stdin().lock())),
+            Input::File(p) => match std::fs::File::open(p) {
+                Ok(f) => Some(Box::new(io::BufReader::new(f))),
+                Err(e) => {
+                    if !batcher.push(Item::Failed(format!("{name}: {e}")), false) {
+                        return;
+                    }
+                    None
+                }
+            },
+        };
+        if let Some(reader) = reader {
+            let mut messages = Messages::new(reader);
+            for n in 1.. {
+                let Some(mut raw) = batcher.buffer() else {
+                    return;
+                };
+                let item = match messages.next_message(cap, &mut raw) {
+                    Ok(Some(read)) => {
+                        // An mbox of several messages names them `name#1`, `name#2`, ….
+                        let name = if n == 1 && !messages.more() {
+                            name.clone()
+                        } else {
+                            format!("{name}#{n}")
+                        };
+                        Item::Message { name, raw, read }
+                    }
+                    Ok(None) => {
+                        batcher.unused(raw);
+                        break;
+                    }
+                    Err(e) => {
+                        batcher.unused(raw);
+                        Item::Failed(format!("{name}: {e}"))
+                    }
+                };
+                let failed = matches!(item, Item::Failed(_));
+                if !batcher.push(item, interactive) {
+                    return;
+                }
+                if failed {
+                    break;
+                }
+            }
+        }
+        if !batcher.push(Item::InputDone(name), false) {
+            return;
+        }
+    }
+    batcher.flush();
+}
+
+/// One judging thread's state, its scanner reused from one message to the
 /// next.
 struct Judge<'a> {
     rules: &'a Rules,
     opts: Options,
     scanner: Scanner,
-    raw: Vec<u8>,
-    tally: Tally,
 }
 
 impl Judge<'_> {
-    /// Reads, judges and formats each message of `input` in turn, handing
-    /// `emit` each report or the reason it could not be made (prefixed
-    /// with the message's name); stops when `emit` says so or the input
-    /// cannot be read further. One message is named `name`; the messages
-    /// of an mbox of several `name#1`, `name#2`, ….
-    fn input(
-        &mut self,
-        input: &Input,
-        name: &str,
-        emit: &mut dyn FnMut(Result<String, String>) -> bool,
-    ) {
-        let reader: Box<dyn BufRead> = match input {
-            Input::Stdin => Box::new(io::stdin().lock()),
-            Input::File(p) => match std::fs::File::open(p) {
-                Ok(f) => Box::new(io::BufReader::new(f)),
-                Err(e) => {
-                    emit(Err(format!("{name}: {e}")));
-                    return;
+    fn batch(&mut self, batch: Batch) -> Done {
+        let mut tally = Tally::default();
+        let mut buffers = batch.spare;
+        let mut outputs = Vec::with_capacity(batch.items.len());
+        for item in batch.items {
+            outputs.push(match item {
+                Item::Message { name, raw, read } => {
+                    tally.bytes += read.total;
+                    let output = match self.one(&name, &raw, &read, &mut tally) {
+                        Ok(text) => Output::Report(text),
+                        Err(e) => Output::Failed(format!("{name}: {e}")),
+                    };
+                    // Kept for reuse only when small: a few large
+                    // messages must not pin their size in every batch.
+                    if raw.capacity() <= KEEP_BUFFER {
+                        buffers.push(raw);
+                    }
+                    output
                 }
-            },
-        };
-        let cap = self.rules.config.limits.message_bytes.0;
-        let mut messages = Messages::new(reader);
-        for n in 1.. {
-            let read = match messages.next_message(cap, &mut self.raw) {
-                Ok(Some(read)) => read,
-                Ok(None) => return,
-                Err(e) => {
-                    emit(Err(format!("{name}: {e}")));
-                    return;
-                }
-            };
-            let label = if n == 1 && !messages.more() {
-                name.to_owned()
-            } else {
-                format!("{name}#{n}")
-            };
-            let result = self
-                .one(label.clone(), &read)
-                .map_err(|e| format!("{label}: {e}"));
-            if !emit(result) {
-                return;
-            }
+                Item::Failed(e) => Output::Failed(e),
+                Item::InputDone(name) => Output::InputDone(name),
+            });
+        }
+        Done {
+            seq: batch.seq,
+            outputs,
+            tally,
+            buffers,
         }
     }
 
-    /// Judges and formats the message read into `raw`; the error says why
-    /// it could not be.
-    fn one(&mut self, name: String, read: &Sizes) -> Result<String, String> {
-        self.tally.bytes += read.total;
+    /// Judges and formats the message in `raw`; the error says why it
+    /// could not be.
+    fn one(
+        &mut self,
+        name: &str,
+        raw: &[u8],
+        read: &Sizes,
+        tally: &mut Tally,
+    ) -> Result<String, String> {
         // The decoder never panics by design; should it anyway, the other
         // messages are still scanned, as the milter still serves.
-        let (rules, raw, scanner) = (self.rules, &self.raw, &mut self.scanner);
+        let (rules, scanner) = (self.rules, &mut self.scanner);
         let judged = catch_unwind(AssertUnwindSafe(|| {
             let decoded = rules.decode(raw);
             let ev = rules.evaluate_decoded(&decoded, scanner);
-            report(rules, name, read, &decoded, &ev, self.opts.text)
+            report(rules, name.to_owned(), read, &decoded, &ev, self.opts.text)
         }));
         let Ok(report) = judged else {
             self.scanner = Scanner::new();
             return Err("internal error judging the message".into());
         };
-        self.tally.count(&report);
+        tally.count(&report);
         if self.opts.json {
             let mut j = serde_json::to_string(&report).map_err(|e| e.to_string())?;
             j.push('\n');
@@ -557,6 +789,14 @@ const VERDICTS: [Verdict; 5] = [
 ];
 
 impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.messages += other.messages;
+        for (a, b) in self.verdicts.iter_mut().zip(other.verdicts) {
+            *a += b;
+        }
+        self.bytes += other.bytes;
+    }
+
     fn count(&mut self, r: &Report) {
         self.messages += 1;
         if let Some(i) = VERDICTS.iter().position(|v| v.as_str() == r.verdict) {
