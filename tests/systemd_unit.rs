@@ -168,8 +168,14 @@ impl Systemd {
 
     /// Everything logged so far, for failure messages.
     fn logs(&self) -> String {
+        let status = Command::new("nsenter")
+            .args(["-t", &self.pid.to_string(), "-m", "-p"])
+            .args(["systemctl", "status", "--no-pager", "--full", "mailward"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         format!(
-            "--- boot\n{}--- systemd\n{}--- mailward\n{}",
+            "--- boot\n{}--- systemd\n{}--- systemctl status\n{status}--- mailward\n{}",
             read(&self.log),
             read(&self.console),
             self.mailward_log()
