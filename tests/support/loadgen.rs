@@ -5,11 +5,15 @@
 //! of messages the way Postfix does: negotiate (offering every action and
 //! protocol option Postfix 3 offers), connect with its macros, HELO, then
 //! for each message MAIL, RCPT, DATA, the headers one by one, end of
-//! headers, the body in chunks of at most 65 535 bytes and end of message,
-//! with an abort before the next MAIL and a quit at the end. Events the
-//! milter declined in negotiation (`NO_HELO`, `NO_DATA`, …) are not sent,
-//! replies it declined (`NR_*`) are not awaited, and only the macros it
-//! asked for are sent, each before its command.
+//! headers, the body in chunks of at most 65 535 bytes, end of message and
+//! an abort, then an abort and a quit at the end. Events the milter
+//! declined in negotiation (`NO_HELO`, `NO_DATA`, …) are not sent, replies
+//! it declined (`NR_*`) are not awaited. Macros go as Postfix 3.7 sends
+//! them (`tests/loadgen_like_postfix.rs` compares the two on the wire):
+//! before each command, the list the milter asked for at that stage or
+//! else Postfix's default list, in one packet even when none has a value;
+//! the end-of-header list before every header, the end of headers and
+//! every body chunk; no queue id before a recipient has been accepted.
 //!
 //! Sessions send their messages back to back (a closed loop: the load is
 //! as high as the milter allows), or at a fixed overall rate
@@ -94,6 +98,18 @@ pub mod opt {
 /// Every action (`SMFIF_*`) Postfix 3 offers: headers, body, recipients,
 /// quarantine, sender, macro requests.
 pub const POSTFIX_ACTIONS: u32 = 0x1FF;
+
+/// Postfix 3.7's `milter_*_macros` defaults, by [`Stage`]: what it sends
+/// at a stage for which the milter requested no macros.
+const POSTFIX_MACROS: [&str; 7] = [
+    "j {daemon_name} {daemon_addr} v _",
+    "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
+    "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer}",
+    "i {rcpt_addr} {rcpt_host} {rcpt_mailer}",
+    "i",
+    "i",
+    "i",
+];
 
 /// Longest body chunk, as Postfix and libmilter send them.
 const CHUNK: usize = 65_535;
@@ -736,10 +752,6 @@ async fn run_session(
         *current = Some(seq);
         let mail_index = (seq % mails.len() as u64) as usize;
         let queue_id = format!("{}{seq:06X}", opts.queue_id_prefix);
-        if k > 0 {
-            // Postfix resets the milter between transactions.
-            conn.frame(cmd::ABORT, &[]);
-        }
         let started = Instant::now();
         let sent = tokio::time::timeout(
             opts.timeout,
@@ -765,7 +777,11 @@ async fn run_session(
             slowest_reply: std::mem::take(&mut conn.slowest_reply),
         });
         *current = None;
+        // Postfix resets the milter at the end of every transaction …
+        conn.frame(cmd::ABORT, &[]);
     }
+    // … and again as the session ends.
+    conn.frame(cmd::ABORT, &[]);
     conn.frame(cmd::QUIT, &[]);
     conn.flush().await.map_err(|e| format!("quit: {e}"))?;
     let _ = conn.stream.shutdown().await;
@@ -785,8 +801,13 @@ struct Conn {
     protocol: u32,
     /// Requested macro names, by stage.
     macros: [Vec<Vec<u8>>; 7],
+    /// The names sent, by stage: the requested ones, or Postfix's
+    /// defaults where the milter asked for none.
+    sent: [Vec<Vec<u8>>; 7],
     client_name: String,
     client_addr: String,
+    /// The `_` macro: `name [address]`.
+    client_underscore: String,
     /// `{mail_addr}` and `{rcpt_addr}`: the addresses without brackets.
     mail_addr: Vec<u8>,
     rcpt_addr: Vec<u8>,
@@ -879,8 +900,10 @@ impl Conn {
             actions: 0,
             protocol: 0,
             macros: Default::default(),
+            sent: Default::default(),
             client_name: opts.client_name.clone(),
             client_addr: String::new(),
+            client_underscore: String::new(),
             mail_addr: Vec::new(),
             rcpt_addr: Vec::new(),
             mail_answered: None,
@@ -915,6 +938,16 @@ impl Conn {
         c.actions = actions;
         c.protocol = protocol;
         c.macros = macros;
+        c.sent = c.macros.clone();
+        for (list, default) in c.sent.iter_mut().zip(POSTFIX_MACROS) {
+            if list.is_empty() {
+                *list = default
+                    .split(' ')
+                    .filter(|n| !n.is_empty())
+                    .map(|n| n.as_bytes().to_vec())
+                    .collect();
+            }
+        }
         Ok(c)
     }
 
@@ -932,46 +965,59 @@ impl Conn {
         }
     }
 
-    /// Appends the macros the milter asked for at `stage` that have a
-    /// value (an MTA sends none it does not have).
-    fn macros(&mut self, stage: Stage, queue_id: Option<&str>, login: Option<&str>) {
-        let names = std::mem::take(&mut self.macros[stage as usize]);
-        let start = self.out.len();
-        self.out.extend_from_slice(&[0; 4]);
-        self.out.push(cmd::MACRO);
-        self.out.push(stage.command());
-        let mut any = false;
-        for n in &names {
-            let bare = n
-                .strip_prefix(b"{")
-                .and_then(|n| n.strip_suffix(b"}"))
-                .unwrap_or(n);
-            let value: Option<&[u8]> = match bare {
-                b"i" => queue_id.map(str::as_bytes),
-                b"j" => Some(b"mx.example.test"),
-                b"client_addr" => Some(self.client_addr.as_bytes()),
-                b"client_name" => Some(self.client_name.as_bytes()),
-                b"mail_addr" if stage as u8 >= Stage::Mail as u8 => Some(&self.mail_addr),
-                b"rcpt_addr" if stage == Stage::Rcpt => Some(&self.rcpt_addr),
-                b"auth_authen" => login.map(str::as_bytes),
-                b"auth_type" => login.map(|_| b"PLAIN".as_slice()),
-                _ => None,
-            };
-            if let Some(v) = value {
-                self.out.extend_from_slice(n);
-                self.out.push(0);
-                self.out.extend(v.iter().filter(|&&b| b != 0));
-                self.out.push(0);
-                any = true;
+    /// Appends the macros of `stage` before `command`, as Postfix does:
+    /// a macro packet whenever the stage's list (the milter's request, or
+    /// Postfix's default) names any, holding those that have a value (an
+    /// MTA sends none it does not have, so the packet may be empty).
+    fn macros_before(
+        &mut self,
+        stage: Stage,
+        command: u8,
+        queue_id: Option<&str>,
+        login: Option<&str>,
+    ) {
+        let names = std::mem::take(&mut self.sent[stage as usize]);
+        if !names.is_empty() {
+            let start = self.out.len();
+            self.out.extend_from_slice(&[0; 4]);
+            self.out.push(cmd::MACRO);
+            self.out.push(command);
+            for n in &names {
+                let bare = n
+                    .strip_prefix(b"{")
+                    .and_then(|n| n.strip_suffix(b"}"))
+                    .unwrap_or(n);
+                let value: Option<&[u8]> = match bare {
+                    b"i" => queue_id.map(str::as_bytes),
+                    b"j" => Some(b"mx.example.test"),
+                    b"v" => Some(b"Postfix 3.7.11"),
+                    b"_" => Some(self.client_underscore.as_bytes()),
+                    b"daemon_name" => Some(b"mx.example.test"),
+                    b"daemon_addr" => Some(b"127.0.0.1"),
+                    b"client_addr" => Some(self.client_addr.as_bytes()),
+                    b"client_name" => Some(self.client_name.as_bytes()),
+                    b"mail_addr" if stage as u8 >= Stage::Mail as u8 => Some(&self.mail_addr),
+                    b"rcpt_addr" if stage == Stage::Rcpt => Some(&self.rcpt_addr),
+                    b"auth_authen" => login.map(str::as_bytes),
+                    b"auth_type" => login.map(|_| b"PLAIN".as_slice()),
+                    _ => None,
+                };
+                if let Some(v) = value {
+                    self.out.extend_from_slice(n);
+                    self.out.push(0);
+                    self.out.extend(v.iter().filter(|&&b| b != 0));
+                    self.out.push(0);
+                }
             }
-        }
-        if any {
             let len = (self.out.len() - start - 4) as u32;
             self.out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-        } else {
-            self.out.truncate(start);
         }
-        self.macros[stage as usize] = names;
+        self.sent[stage as usize] = names;
+    }
+
+    /// The macros of `stage` before its own command.
+    fn macros(&mut self, stage: Stage, queue_id: Option<&str>, login: Option<&str>) {
+        self.macros_before(stage, stage.command(), queue_id, login);
     }
 
     async fn flush(&mut self) -> Io<()> {
@@ -1047,6 +1093,7 @@ impl Conn {
     /// Connect and HELO.
     async fn greet(&mut self, opts: &Options, ip: Ipv4Addr, port: u16) -> Io<Reply> {
         self.client_addr = ip.to_string();
+        self.client_underscore = format!("{} [{ip}]", self.client_name);
         if !self.has(opt::NO_CONNECT) {
             self.macros(Stage::Connect, None, None);
             let mut info = cstr(self.client_name.as_bytes());
@@ -1080,8 +1127,10 @@ impl Conn {
         self.mail_answered = None;
         self.slowest_reply = Duration::ZERO;
         self.mail_addr = bare_addr(&mail.sender);
+        // Postfix opens the queue file, and so has a queue id, once a
+        // recipient is accepted (`smtpd_delay_open_until_valid_rcpt`).
         if !self.has(opt::NO_MAIL) {
-            self.macros(Stage::Mail, qid, login);
+            self.macros(Stage::Mail, None, login);
             self.frame(cmd::MAIL, &[mail.sender.as_bytes(), b"\0"]);
             let r = self.reply(opt::NR_MAIL).await?;
             if !self.has(opt::NR_MAIL) {
@@ -1096,7 +1145,7 @@ impl Conn {
             let mut refused = Reply::Continue;
             for rcpt in &mail.recipients {
                 self.rcpt_addr = bare_addr(rcpt);
-                self.macros(Stage::Rcpt, qid, login);
+                self.macros(Stage::Rcpt, qid.filter(|_| accepted > 0), login);
                 self.frame(cmd::RCPT, &[rcpt.as_bytes(), b"\0"]);
                 match self.reply(opt::NR_RCPT).await? {
                     Reply::Continue => accepted += 1,
@@ -1123,6 +1172,9 @@ impl Conn {
                 b""
             };
             for (name, value) in &mail.headers {
+                // Postfix sends the end-of-header macros before every
+                // header, the end of headers and every body chunk.
+                self.macros_before(Stage::Eoh, cmd::HEADER, qid, login);
                 self.frame(cmd::HEADER, &[name, b"\0", space, value, b"\0"]);
                 let r = self.reply(opt::NR_HDR).await?;
                 if r != Reply::Continue {
@@ -1140,6 +1192,7 @@ impl Conn {
         }
         if !self.has(opt::NO_BODY) {
             for chunk in mail.body.chunks(CHUNK) {
+                self.macros_before(Stage::Eoh, cmd::BODY, qid, login);
                 self.frame(cmd::BODY, &[chunk]);
                 match self.reply(opt::NR_BODY).await? {
                     Reply::Continue => {}
