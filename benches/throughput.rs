@@ -51,7 +51,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indymilter::{Actions, Callbacks, MacroStage, Status};
+use indymilter::{Actions, Callbacks, MacroStage, ProtoOpts, Status};
 use loadgen::{Mail, Options, Report};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -76,9 +76,10 @@ const MACROS: &[(MacroStage, &str)] = &[
 /// A milter that registers mailward's callbacks and does nothing in them.
 fn do_nothing() -> Callbacks<()> {
     Callbacks::new()
-        .on_negotiate(|cx, actions, _| {
+        .on_negotiate(|cx, actions, opts| {
             Box::pin(async move {
                 cx.requested_actions = actions & ACTIONS;
+                cx.requested_opts |= opts & (ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_EOH);
                 if actions.contains(Actions::REQUEST_MACROS) {
                     cx.requested_macros = MACROS
                         .iter()
@@ -95,8 +96,8 @@ fn do_nothing() -> Callbacks<()> {
         .on_close(|_| Box::pin(async { Status::Continue }))
         .on_mail(|_, _| Box::pin(async { Status::Continue }))
         .on_rcpt(|_, _| Box::pin(async { Status::Continue }))
-        .on_header(|_, _, _| Box::pin(async { Status::Continue }))
-        .on_eoh(|_| Box::pin(async { Status::Continue }))
+        .on_header(|_, _, _| Box::pin(async { Status::Noreply }))
+        .on_eoh(|_| Box::pin(async { Status::Noreply }))
         .on_body(|_, _| Box::pin(async { Status::Continue }))
         .on_eom(|_| Box::pin(async { Status::Accept }))
         .on_abort(|_| Box::pin(async { Status::Continue }))

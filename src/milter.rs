@@ -56,6 +56,10 @@ const MACROS: &[(MacroStage, &str)] = &[
     (MacroStage::Eom, "i"),
 ];
 
+/// Events answered only with Continue, sent without awaiting a reply when
+/// the MTA offers it.
+const NO_REPLY: ProtoOpts = ProtoOpts::NOREPLY_HEADER.union(ProtoOpts::NOREPLY_EOH);
+
 /// The actions mailward uses, requested when the MTA offers them: the
 /// verdict header, removal of forged ones, quarantine, macro requests.
 const WANTED_ACTIONS: Actions = Actions::ADD_HEADER
@@ -74,6 +78,8 @@ pub struct Session {
     policy: Option<Arc<Policy>>,
     /// Counts the session as active while it lives.
     _active: Option<SessionGuard>,
+    /// The events the MTA agreed to send without awaiting a reply.
+    no_reply: ProtoOpts,
 }
 
 /// Per-message state, from MAIL to end of message.
@@ -280,9 +286,14 @@ fn negotiate(
     metrics: &Arc<Metrics>,
     cx: &mut NegotiateContext<Session>,
     actions: Actions,
-    _opts: ProtoOpts,
+    opts: ProtoOpts,
 ) -> Status {
     cx.requested_actions = actions & WANTED_ACTIONS;
+    // Headers and the end of headers are only ever answered Continue: an
+    // MTA that can skip awaiting those replies saves a round trip per
+    // header (Postfix and Sendmail 8.14+ offer it).
+    let no_reply = opts & NO_REPLY;
+    cx.requested_opts |= no_reply;
     if actions.contains(Actions::REQUEST_MACROS) {
         let mut m = HashMap::new();
         for (stage, names) in MACROS {
@@ -295,6 +306,7 @@ fn negotiate(
     log::trace!("negotiated actions {:?}", cx.requested_actions);
     cx.data = Some(Session {
         _active: Some(metrics.session()),
+        no_reply,
         ..Session::default()
     });
     Status::Continue
@@ -459,7 +471,16 @@ fn header(cx: &mut Context<Session>, name: CString, value: CString) -> Status {
         }
         m.keep(&[n, b": ", value.to_bytes(), b"\r\n"]);
     }
-    Status::Continue
+    continue_or_quiet(cx, ProtoOpts::NOREPLY_HEADER)
+}
+
+/// Continue, or no reply where the MTA agreed to send `event` without
+/// awaiting one.
+fn continue_or_quiet(cx: &Context<Session>, event: ProtoOpts) -> Status {
+    match &cx.data {
+        Some(s) if s.no_reply.contains(event) => Status::Noreply,
+        _ => Status::Continue,
+    }
 }
 
 fn eoh(cx: &mut Context<Session>) -> Status {
@@ -469,7 +490,7 @@ fn eoh(cx: &mut Context<Session>) -> Status {
     if let Some(m) = message(cx) {
         m.start_body();
     }
-    Status::Continue
+    continue_or_quiet(cx, ProtoOpts::NOREPLY_EOH)
 }
 
 fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {

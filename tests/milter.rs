@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use indymilter_test::{Actions, MacroStage, Status};
+use indymilter_test::{Actions, MacroStage, ProtoOpts, Status, TestConnection};
 
 /// Entries for most tests. With the default thresholds (tempfail 6, reject
 /// 10): one brand name tempfails, two reject.
@@ -593,6 +593,44 @@ async fn a_reload_applies_new_judgment_settings() {
         added_headers(&actions)[0].1,
         "score=12.0 verdict=reject gen=2"
     );
+    c.close().await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn headers_go_without_replies_only_where_the_mta_offers_it() {
+    let quiet = ProtoOpts::NOREPLY_HEADER | ProtoOpts::NOREPLY_EOH;
+    let m = Milter::start("", LIBRARY).await;
+    // Offered (the test connection offers every option): asked for, and
+    // the message still judged (Client::send expects no header replies).
+    let mut c = m.client().await;
+    assert!(c.conn.negotiated_opts().contains(quiet));
+    let (_, status) = c.send(&Msg::new("offer", SPAM)).await;
+    assert!(is_reject(&status), "{status:?}");
+    c.close().await;
+
+    // Not offered: every header and the end of headers answered.
+    let mut conn = TestConnection::configure()
+        .available_opts(ProtoOpts::all().difference(quiet))
+        .open_tcp(m.addr)
+        .await
+        .unwrap();
+    assert!(!conn.negotiated_opts().intersects(quiet));
+    conn.connect("client.example", [192, 0, 2, 1])
+        .await
+        .unwrap();
+    let mut c = Client { conn };
+    let spam = Msg::new("offer", SPAM);
+    c.envelope(&spam).await;
+    for (name, value) in &spam.headers {
+        let value = std::ffi::CString::new(value.clone()).unwrap();
+        let status = c.conn.header(name.as_str(), value).await.unwrap();
+        assert_eq!(status, Status::Continue);
+    }
+    assert_eq!(c.conn.eoh().await.unwrap(), Status::Continue);
+    c.conn.body(spam.body.clone()).await.unwrap();
+    let (_, status) = c.conn.eom().await.unwrap();
+    assert!(is_reject(&status), "{status:?}");
     c.close().await;
     m.stop().await;
 }
