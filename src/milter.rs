@@ -557,19 +557,35 @@ async fn eom(a: &Shares, cx: &mut EomContext<Session>) -> Status {
         });
 
     // Decoding and scanning take milliseconds on large mail: off the
-    // callback threads. The raw bytes are freed there too.
+    // callback threads, on the blocking pool (the raw bytes are freed there
+    // too). A small message costs less judged in place than the two thread
+    // hand-overs of the pool (milter.inline_judge).
     let rules = msg.rules.clone();
     let raw = std::mem::take(&mut msg.raw);
     let kept = raw.len();
+    let inline = rules
+        .config
+        .milter
+        .inline_judge
+        .0
+        .is_some_and(|max| kept <= max);
     let metrics = a.metrics.clone();
-    let evaluated = tokio::task::spawn_blocking(move || {
+    let judge = move || {
         let start = std::time::Instant::now();
         let ev = SCANNER.with(|s| rules.evaluate_with(&raw, &mut s.borrow_mut(), conformity));
         metrics.scan.observe(start.elapsed());
         metrics.hits(&rules, &ev.scan.hits, rules.config.metrics.top_entries.0);
         ev
-    })
-    .await;
+    };
+    // A panic is an internal error either way, never a lost session.
+    let evaluated: Result<_, String> = if inline {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(judge))
+            .map_err(|_| "the judgment panicked".to_string())
+    } else {
+        tokio::task::spawn_blocking(judge)
+            .await
+            .map_err(|e| e.to_string())
+    };
     let config = &msg.rules.config;
     let ev = match evaluated {
         Ok(ev) => ev,

@@ -636,6 +636,29 @@ async fn headers_go_without_replies_only_where_the_mta_offers_it() {
 }
 
 #[tokio::test]
+async fn messages_are_judged_alike_in_place_and_on_the_blocking_pool() {
+    let large = format!("{}{SPAM}", "lorem ipsum dolor sit amet\r\n".repeat(100));
+    // Off: all on the pool; 1 KiB: the small ones in place, the large one
+    // on the pool; the default (32 KiB): all in place.
+    for config in [
+        "milter: {inline_judge: off}\n",
+        "milter: {inline_judge: 1 KiB}\n",
+        "",
+    ] {
+        let m = Milter::start(config, LIBRARY).await;
+        let mut c = m.client().await;
+        let (_, status) = c.send(&Msg::new("offer", SPAM)).await;
+        assert!(is_reject(&status), "{config}: {status:?}");
+        let (_, status) = c.send(&Msg::new("offer", large.clone())).await;
+        assert!(is_reject(&status), "{config}: {status:?}");
+        let (_, status) = c.send(&Msg::new("meeting", HAM)).await;
+        assert_eq!(status, Status::Accept, "{config}");
+        c.close().await;
+        m.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn an_aborted_message_leaves_no_trace_in_the_next() {
     let m = Milter::start("", LIBRARY).await;
     let mut c = m.client().await;

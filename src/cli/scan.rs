@@ -13,8 +13,9 @@
 //!
 //! Output goes to stdout, one block (or one JSON line) per message in the
 //! order the paths were given, directories walked in name order, so two
-//! runs over the same files print the same thing. Problems and the summary
-//! go to stderr.
+//! runs over the same files print the same thing, whatever the number of
+//! judging threads (`--jobs`; see [`scan`] for how they share the work and
+//! why memory stays bounded). Problems and the summary go to stderr.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

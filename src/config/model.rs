@@ -57,6 +57,9 @@ pub struct MilterSettings {
     /// How long a stop waits for open sessions to end before it closes
     /// them.
     pub shutdown_grace: Seconds<30>,
+    /// Messages up to this size are judged on the connection's own thread;
+    /// larger ones on the blocking pool.
+    pub inline_judge: InlineBytes,
 }
 
 #[derive(Clone, Debug, Deserialize)]

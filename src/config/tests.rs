@@ -73,6 +73,7 @@ fn defaults() {
     assert_eq!(c.socket_owner, None);
     assert_eq!(c.socket_group, None);
     assert_eq!(c.milter.shutdown_grace.0, Duration::from_secs(30));
+    assert_eq!(c.milter.inline_judge, InlineBytes(Some(32 << 10)));
     assert_eq!(c.path, None);
 }
 
@@ -112,6 +113,7 @@ milter:
   connection_timeout: 5m
   on_error: accept
   shutdown_grace: 2m
+  inline_judge: off
 judge:
   mode: tag
   reject_score: 12.5
@@ -186,6 +188,7 @@ log:
     assert_eq!(c.socket_owner, Some(Account::Name("mailward".into())));
     assert_eq!(c.socket_group, Some(Account::Id(125)));
     assert_eq!(c.milter.shutdown_grace.0, Duration::from_secs(120));
+    assert_eq!(c.milter.inline_judge, InlineBytes(None));
 }
 
 #[test]
@@ -218,6 +221,12 @@ fn socket_owners_and_log_destinations() {
         ),
         ("log: {facility: kern}\n", "1:17:", "unknown variant `kern`"),
         ("milter: {shutdown_grace: 0}\n", "1:26:", "from 1 second"),
+        ("milter: {inline_judge: 0}\n", "1:24:", "from 1 KiB"),
+        (
+            "milter: {inline_judge: on}\n",
+            "1:24:",
+            "expected a number of bytes",
+        ),
     ] {
         let e = err(&format!("library: l\n{text}"));
         let want = at.replacen("1:", "2:", 1);
@@ -231,6 +240,12 @@ fn socket_owners_and_log_destinations() {
     assert_eq!(
         ok("library: l\nsocket_group: 0\n").socket_group,
         Some(Account::Id(0))
+    );
+    assert_eq!(
+        ok("library: l\nmilter: {inline_judge: 64 KiB}\n")
+            .milter
+            .inline_judge,
+        InlineBytes(Some(64 << 10))
     );
     assert!(err("library: l\nlog: {syslog_socket: ''}\n").contains("log.syslog_socket is empty"));
 }

@@ -288,6 +288,25 @@ impl<'de, const DEF: usize> Deserialize<'de> for ByteSize<DEF> {
     }
 }
 
+/// The largest message judged on the thread that serves its connection
+/// (a size as for [`ByteSize`]), or `off`: every message goes to the
+/// blocking pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InlineBytes(pub Option<usize>);
+
+impl Default for InlineBytes {
+    fn default() -> Self {
+        InlineBytes(Some(32 << 10))
+    }
+}
+
+scalar!(InlineBytes, "a size such as 32 KiB, or `off`", |s| {
+    if s == "off" {
+        return Ok(InlineBytes(None));
+    }
+    parse_bytes(s).map(|n| InlineBytes(Some(n)))
+});
+
 /// A duration: whole seconds, or a number with `s`, `m` or `h` (`2h`).
 /// From 1 second to 1 day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
