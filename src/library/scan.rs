@@ -33,8 +33,13 @@
 //! Costs: per position, one vector-hashed filter test per pass (about three
 //! instructions and one gathered load); per key that passes, a table probe;
 //! per candidate, a compare. Counting is an open-addressing tally
-//! ([`super::tally`]). The buffers are sized once per scan (a few KiB) and
-//! reused; the pipeline adds three chunks of latency, nothing else.
+//! ([`super::tally`]). The pipeline's work lists take about 340 KiB (a
+//! chunk's worth of keys for every window kind), allocated by a scanner's
+//! first scan and kept for the next ones, as are the text buffer and the
+//! tally: allocating and freeing them per text cost a short text more than
+//! its scan (10 % of a 2 KiB message's instructions, with glibc trimming
+//! its heap on each free). The pipeline adds three chunks of latency,
+//! nothing else.
 
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
@@ -66,6 +71,24 @@ pub struct Scanner {
     hits: Vec<Hit>,
     /// The radix sort's second buffer, as long as `hits`.
     spare: Vec<Hit>,
+    /// The pipeline's buffers (a few hundred KiB), kept from one scan to
+    /// the next: allocated and freed per text, they cost more than a short
+    /// text's scan (glibc consolidates and trims its heap on each free).
+    pipe: Pipeline,
+}
+
+/// The stages' work lists of [`scan_bytes`]; empty between scans.
+#[derive(Default)]
+struct Pipeline {
+    /// (key, hash, position) of the keys of the chunk filtered last.
+    cands: Vec<(u64, u64, u32)>,
+    looked: Vec<(u64, u64, u32)>,
+    /// (key, hash, position, head) of the lists found, to walk next round.
+    heads: Vec<(u64, u64, u32, u32)>,
+    walking: Vec<(u64, u64, u32, u32)>,
+    /// (node, position) of the candidates whose tails are compared next round.
+    tails: Vec<(u32, u32)>,
+    tailing: Vec<(u32, u32)>,
 }
 
 impl Scanner {
@@ -121,7 +144,13 @@ impl Scanner {
     fn scan_buf(&mut self, idx: &Index) {
         let n = self.buf.len();
         self.buf.extend(std::iter::repeat_n('\0', PAD));
-        scan_bytes(idx, self.buf.as_bytes(), n, &mut self.counts);
+        scan_bytes(
+            idx,
+            self.buf.as_bytes(),
+            n,
+            &mut self.counts,
+            &mut self.pipe,
+        );
         self.buf.truncate(n);
     }
 }
@@ -183,20 +212,31 @@ fn sort_hits(hits: &mut Vec<Hit>, spare: &mut Vec<Hit>) {
 ///    checked against the bytes their nodes hold; the tails of those that
 ///    pass are prefetched;
 /// 4. chunk `c - 3`: those candidates' tails are compared.
-fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
+fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pipeline) {
     let mut found = |node: usize| counts.add(node as u32);
     // At most four keys per position (three window kinds and the 3-byte
-    // pass, or two kinds and the merged pass's two): the buffers never grow.
+    // pass, or two kinds and the merged pass's two): the buffers never grow
+    // past this, and keep it from one scan to the next.
     let per_chunk = CHUNK * KINDS;
-    // (key, hash, position) of the keys of the chunk filtered last.
-    let mut cands: Vec<(u64, u64, u32)> = Vec::with_capacity(per_chunk);
-    let mut looked: Vec<(u64, u64, u32)> = Vec::with_capacity(per_chunk);
-    // (key, hash, position, head) of the lists found, to walk next round.
-    let mut heads: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_chunk);
-    let mut walking: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(per_chunk);
-    // (node, position) of the candidates whose tails are compared next round.
-    let mut tails: Vec<(u32, u32)> = Vec::new();
-    let mut tailing: Vec<(u32, u32)> = Vec::new();
+    // Taken out and put back at the end: the stages swap them.
+    let Pipeline {
+        mut cands,
+        mut looked,
+        mut heads,
+        mut walking,
+        mut tails,
+        mut tailing,
+    } = std::mem::take(pipe);
+    for v in [&mut cands, &mut looked] {
+        v.clear();
+        v.reserve(per_chunk);
+    }
+    for v in [&mut heads, &mut walking] {
+        v.clear();
+        v.reserve(per_chunk);
+    }
+    tails.clear();
+    tailing.clear();
     // The last chunk's bytes when the text ends inside it.
     let mut spare = [0u8; CHUNK_BYTES];
     let mut base = 0;
@@ -246,6 +286,14 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally) {
             }
         }
     }
+    *pipe = Pipeline {
+        cands,
+        looked,
+        heads,
+        walking,
+        tails,
+        tailing,
+    };
 }
 
 /// Pushes `(key, hash, position)` for every key of positions `base..end`
