@@ -846,27 +846,34 @@ fn judging_threads_print_what_one_thread_prints() {
 #[test]
 fn a_reader_that_goes_away_stops_every_thread() {
     let dir = setup("library: library.yaml\n", LIBRARY);
-    std::fs::create_dir(dir.path().join("mail")).unwrap();
-    for i in 0..400 {
-        dir.write(&format!("mail/{i:03}.eml"), raw(&Msg::new("offer", SPAM)));
-    }
+    // An endless mbox on standard input: mailward is still reading and
+    // judging when its output goes away, however large the pipe.
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailward"))
-        .args(["scan", "--jobs", "3", "mail"])
+        .args(["scan", "--jobs", "3", "-"])
         .current_dir(dir.path())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut message = b"From sender@example.net Mon Jan  1 00:00:00 2024\n".to_vec();
+    message.extend_from_slice(&raw(&Msg::new("offer", SPAM)));
+    message.extend_from_slice(b"\n");
+    let feeder = std::thread::spawn(move || {
+        // Ends when mailward has exited and its input is closed.
+        while input.write_all(&message).is_ok() {}
+    });
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut out, &mut first).unwrap();
-    assert!(first.starts_with("mail/000.eml: verdict=reject"), "{first}");
+    assert!(first.starts_with("-#1: verdict=reject"), "{first}");
     // Like `| head -1`: the reader closes the pipe.
     drop(out);
     // A hang here is the failure this test looks for (threads waiting on
     // one another once the output is gone).
     let status = child.wait().unwrap();
+    feeder.join().unwrap();
     assert_eq!(status.code(), Some(1));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
