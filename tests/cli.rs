@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
 use serde_json::Value;
@@ -29,9 +29,9 @@ entries:
 const SPAM: &str = "Hello,\r\nbuy viagra and cialis today.\r\n";
 const HAM: &str = "Hi Alice,\r\nthe meeting moved to Thursday.\r\n";
 
-/// Runs `mailward ARGS` in `dir`, with `stdin` as its standard input.
-fn mailward(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailward"))
+/// Starts `mailward ARGS` in `dir`, its three standard streams piped.
+fn spawn(dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_mailward"))
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
@@ -39,7 +39,12 @@ fn mailward(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `mailward ARGS` in `dir`, with `stdin` as its standard input.
+fn mailward(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn(dir, args);
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin).unwrap();
     drop(input);
@@ -848,14 +853,7 @@ fn a_reader_that_goes_away_stops_every_thread() {
     let dir = setup("library: library.yaml\n", LIBRARY);
     // An endless mbox on standard input: mailward is still reading and
     // judging when its output goes away, however large the pipe.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailward"))
-        .args(["scan", "--jobs", "3", "-"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(dir.path(), &["scan", "--jobs", "3", "-"]);
     let mut input = child.stdin.take().unwrap();
     let mut message = b"From sender@example.net Mon Jan  1 00:00:00 2024\n".to_vec();
     message.extend_from_slice(&raw(&Msg::new("offer", SPAM)));

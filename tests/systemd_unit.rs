@@ -308,10 +308,10 @@ async fn the_shipped_unit_runs_mailward_under_systemd() {
     };
     stage.write("milter.yaml", config(&format!("inet:127.0.0.1:{port}")));
     stage.write("library.yaml", LIBRARY);
-    let sd = tokio::task::spawn_blocking(move || (Systemd::boot(&stage), stage))
+    // The stage directory lives as long as systemd, which reads it.
+    let (sd, _stage) = tokio::task::spawn_blocking(move || (Systemd::boot(&stage), stage))
         .await
         .expect("boot");
-    let (sd, _stage) = sd;
 
     // Running, judging, as its own user inside the unit's sandbox.
     let (spam, ham) = judge_tcp(&sd, port).await;

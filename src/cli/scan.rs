@@ -54,8 +54,8 @@ pub struct Options {
 /// a terminal): below it, a scan is over before a bar means anything.
 const BAR_MIN_INPUTS: usize = 1;
 /// At most this many threads judge messages, whatever `--jobs` says.
-pub const MAX_JOBS: usize = 256;
-/// Messages read and not yet printed, per judging thread: enough to keep
+const MAX_JOBS: usize = 256;
+/// Batches read and not yet printed, per judging thread: enough to keep
 /// every thread busy while a slow message holds up the output.
 const IN_FLIGHT_PER_JOB: usize = 2;
 
@@ -65,8 +65,9 @@ const IN_FLIGHT_PER_JOB: usize = 2;
 ///
 /// One thread reads the inputs in order and numbers what it finds; `jobs`
 /// threads judge and format the messages; this thread prints the results
-/// in their numbers' order. Messages travel in batches (up to `BATCH_MESSAGES` messages or
-/// `BATCH_BYTES` bytes plus one message); a batch is read only with one of
+/// in their numbers' order. Messages travel in batches (up to
+/// `BATCH_MESSAGES` messages or `BATCH_BYTES` bytes plus one message); a
+/// batch is read only with one of
 /// `IN_FLIGHT_PER_JOB × jobs` tokens, given back once it is printed, so
 /// memory stays within that many batches however slow one message is.
 pub fn scan(source: Source<'_>, paths: &[PathBuf], opts: &Options) -> ExitCode {

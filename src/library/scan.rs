@@ -77,7 +77,9 @@ pub struct Scanner {
     pipe: Pipeline,
 }
 
-/// The stages' work lists of [`scan_bytes`]; empty between scans.
+/// The stages' work lists of [`scan_bytes`]. Between scans they may hold
+/// the last round's stale items: each scan clears them before use, and
+/// each round clears what it fills.
 #[derive(Default)]
 struct Pipeline {
     /// (key, hash, position) of the keys of the chunk filtered last.
