@@ -4,14 +4,18 @@
 //!
 //! * All per-connection data lives in the milter context ([`Session`]);
 //!   nothing is shared between connections but the current rules.
-//! * Every callback before end-of-message answers Continue: an Accept
-//!   earlier would end the session's events for the message.
+//! * Every callback before end-of-message answers Continue (or nothing,
+//!   where the MTA agreed not to wait): an Accept earlier would end the
+//!   session's events for the message. The one exception is Skip, below.
 //! * A message takes the rules snapshot in force at its MAIL command and
 //!   keeps it to its end, so a reload never changes the rules under it.
 //! * The raw message kept is at most `limits.message_bytes`; the rest is
-//!   counted, not kept, and the log line says how much was cut.
-//! * Decoding, scanning and judging run on the blocking pool, never on
-//!   the callback threads; a panic there is an internal error handled as
+//!   counted, not kept, and the log line says how much was cut. Once a
+//!   body chunk overflows it, an MTA that took SMFIP_SKIP is told to skip
+//!   the rest of the body (`rest=skipped`: `cut` is then a lower bound).
+//! * Decoding, scanning and judging run on the blocking pool, except for
+//!   messages up to `milter.inline_judge`, judged on the connection's
+//!   thread; a panic on either is an internal error handled as
 //!   `milter.on_error` says.
 //! * The callbacks never drop the last reference to a rules snapshot: the
 //!   reload task keeps retired snapshots and frees them itself.
@@ -80,6 +84,8 @@ pub struct Session {
     _active: Option<SessionGuard>,
     /// The events the MTA agreed to send without awaiting a reply.
     no_reply: ProtoOpts,
+    /// Whether the MTA takes Skip for the rest of a body (SMFIP_SKIP).
+    skip: bool,
 }
 
 /// Per-message state, from MAIL to end of message.
@@ -92,6 +98,8 @@ struct Message {
     raw: Vec<u8>,
     /// Bytes received but not kept.
     cut: u64,
+    /// The MTA was told to skip the rest of the body: `cut` is a lower bound.
+    skipped: bool,
     in_body: bool,
     /// Verdict headers that came with the message.
     forged: u32,
@@ -107,6 +115,7 @@ impl Message {
             role_recipient: false,
             raw: Vec::new(),
             cut: 0,
+            skipped: false,
             in_body: false,
             forged: 0,
         }
@@ -294,6 +303,10 @@ fn negotiate(
     // header (Postfix 3.7 offers it: tests/loadgen_like_postfix.rs).
     let no_reply = opts & NO_REPLY;
     cx.requested_opts |= no_reply;
+    // Once the kept bytes are full, the rest of a body is only counted:
+    // an MTA that takes Skip need not send it at all.
+    let skip = opts.contains(ProtoOpts::SKIP);
+    cx.requested_opts.set(ProtoOpts::SKIP, skip);
     if actions.contains(Actions::REQUEST_MACROS) {
         let mut m = HashMap::new();
         for (stage, names) in MACROS {
@@ -303,10 +316,15 @@ fn negotiate(
         }
         cx.requested_macros = m;
     }
-    log::trace!("negotiated actions {:?}", cx.requested_actions);
+    log::debug!(
+        "negotiation: the MTA offers {actions:?} {opts:?}; asked {:?} {:?}",
+        cx.requested_actions,
+        cx.requested_opts
+    );
     cx.data = Some(Session {
         _active: Some(metrics.session()),
         no_reply,
+        skip,
         ..Session::default()
     });
     Status::Continue
@@ -494,9 +512,18 @@ fn eoh(cx: &mut Context<Session>) -> Status {
 }
 
 fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
-    if let Some(m) = message(cx) {
-        m.start_body();
-        m.keep(&[chunk]);
+    let Some(s) = cx.data.as_mut() else {
+        return Status::Continue;
+    };
+    let Some(m) = s.message.as_mut() else {
+        return Status::Continue;
+    };
+    m.start_body();
+    m.keep(&[chunk]);
+    if m.cut > 0 && s.skip {
+        // Nothing more would be kept: spare the MTA sending the rest.
+        m.skipped = true;
+        return Status::Skip;
     }
     Status::Continue
 }
@@ -763,6 +790,9 @@ fn log_details(
     let j = &ev.judgment;
     if msg.cut > 0 {
         let _ = write!(line, " cut={}", msg.cut);
+        if msg.skipped {
+            line.push_str(" rest=skipped");
+        }
     }
     let _ = write!(
         line,

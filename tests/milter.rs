@@ -377,14 +377,21 @@ async fn a_message_over_the_caps_is_judged_on_what_was_kept() {
     // Raw bytes kept: 1 KiB.
     let m = Milter::start("limits:\n  message_bytes: 1 KiB\n", LIBRARY).await;
     let mut c = m.client().await;
-    let (_, status) = c.send(&Msg::new("x", format!("{SPAM}{filler}\r\n"))).await;
+    let (_, status) = c
+        .send(&Msg::new("x", format!("{SPAM}{filler}\r\n")).over_cap())
+        .await;
     assert!(is_reject(&status), "spam within the kept bytes: {status:?}");
     let (_, status) = c
-        .send(&Msg::new("x", format!("{filler}\r\n{SPAM}")).id("CUT1"))
+        .send(
+            &Msg::new("x", format!("{filler}\r\n{SPAM}"))
+                .id("CUT1")
+                .over_cap(),
+        )
         .await;
     assert_eq!(status, Status::Accept, "spam beyond the kept bytes");
     let line = log_line("CUT1");
     assert!(line.contains(" size=1024 cut="), "{line}");
+    assert!(line.contains(" rest=skipped"), "{line}");
     c.close().await;
     m.stop().await;
 
@@ -632,6 +639,57 @@ async fn headers_go_without_replies_only_where_the_mta_offers_it() {
     let (_, status) = c.conn.eom().await.unwrap();
     assert!(is_reject(&status), "{status:?}");
     c.close().await;
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn the_rest_of_a_body_past_the_kept_bytes_is_skipped_where_the_mta_takes_skip() {
+    let m = Milter::start("limits:\n  message_bytes: 1 KiB\n", LIBRARY).await;
+    let kib = "lorem ipsum dolor sit amet ".repeat(38); // 1026 bytes
+    for offered in [true, false] {
+        let mut opts = ProtoOpts::all();
+        opts.set(ProtoOpts::SKIP, offered);
+        let mut conn = TestConnection::configure()
+            .available_opts(opts)
+            .open_tcp(m.addr)
+            .await
+            .unwrap();
+        assert_eq!(conn.negotiated_opts().contains(ProtoOpts::SKIP), offered);
+        conn.connect("client.example", [192, 0, 2, 1])
+            .await
+            .unwrap();
+        let mut c = Client { conn };
+        let queue_id = if offered { "SKIP1" } else { "SKIP0" };
+        // The spam is in the first chunk, the kept bytes fill in the second.
+        let msg = Msg::new("x", "").id(queue_id);
+        c.envelope(&msg).await;
+        for (name, value) in &msg.headers {
+            let value = std::ffi::CString::new(value.clone()).unwrap();
+            c.conn.header(name.as_str(), value).await.unwrap();
+        }
+        c.conn.eoh().await.unwrap();
+        let first = c.conn.body(format!("{SPAM}\r\n")).await.unwrap();
+        assert_eq!(first, Status::Continue, "room left after the first chunk");
+        let second = c.conn.body(kib.clone()).await.unwrap();
+        let third = if offered {
+            assert_eq!(second, Status::Skip, "kept bytes full");
+            None
+        } else {
+            assert_eq!(second, Status::Continue);
+            Some(c.conn.body(kib.clone()).await.unwrap())
+        };
+        assert!(matches!(third, None | Some(Status::Continue)), "{third:?}");
+        c.conn
+            .macros(MacroStage::Eom, [("i", queue_id)])
+            .await
+            .unwrap();
+        let (_, status) = c.conn.eom().await.unwrap();
+        assert!(is_reject(&status), "judged on the kept bytes: {status:?}");
+        let line = log_line(queue_id);
+        assert!(line.contains(" size=1024 cut="), "{line}");
+        assert_eq!(line.contains(" rest=skipped"), offered, "{line}");
+        c.close().await;
+    }
     m.stop().await;
 }
 

@@ -308,3 +308,26 @@ fn what_postfix_passes_to_the_conformity_checks() {
             .is_some_and(|q| !q.is_empty())
     );
 }
+
+#[test]
+fn postfix_skips_the_rest_of_a_body_past_the_kept_bytes() {
+    let m = Mailward::start_with("limits:\n  message_bytes: 1 KiB\n");
+    let Some(pf) = postfix(&m) else {
+        return;
+    };
+    // 2 MiB of body, the spam string at its end (past the kept bytes).
+    let line = "lorem ipsum dolor sit amet, consectetur adipiscing elit\r\n";
+    let body = format!("{}cheap pills\r\n", line.repeat((2 << 20) / line.len()));
+    // Too long for a command line: swaks reads it from a file (`@path`).
+    let path = std::env::temp_dir().join(format!("mailward-large-{}.txt", std::process::id()));
+    std::fs::write(&path, body).expect("write the body");
+    let (code, transcript) = send(&pf, "large", &format!("@{}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 0, "accepted: judged on the kept bytes\n{transcript}");
+    let delivered = pf
+        .wait_delivered(|msg| msg.contains("Subject: large"), WAIT)
+        .unwrap_or_else(|| panic!("not delivered:\n{}", pf.maillog()));
+    assert!(delivered.contains("cheap pills"), "delivered whole");
+    // Postfix stopped sending after the chunk that filled the kept bytes.
+    m.0.assert_skipped(&["verdict=accept"], WAIT);
+}

@@ -269,6 +269,8 @@ pub struct Msg {
     pub queue_id: String,
     /// `{auth_authen}` at MAIL.
     pub login: Option<String>,
+    /// mailward's answer to the body: Skip once its kept bytes are full.
+    pub body_reply: Status,
 }
 
 impl Msg {
@@ -284,11 +286,18 @@ impl Msg {
             body: body.into(),
             queue_id: "4AbCdEf".into(),
             login: None,
+            body_reply: Status::Continue,
         }
     }
 
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Msg {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The body goes past `limits.message_bytes`: mailward answers Skip.
+    pub fn over_cap(mut self) -> Msg {
+        self.body_reply = Status::Skip;
         self
     }
 
@@ -341,10 +350,7 @@ impl Client {
         }
         assert_eq!(self.conn.eoh().await.unwrap(), Status::Noreply);
         if !m.body.is_empty() {
-            assert_eq!(
-                self.conn.body(m.body.clone()).await.unwrap(),
-                Status::Continue
-            );
+            assert_eq!(self.conn.body(m.body.clone()).await.unwrap(), m.body_reply);
         }
         self.conn
             .macros(MacroStage::Eom, [("i", m.queue_id.as_str())])

@@ -3,7 +3,8 @@
 //!
 //! [`MailwardProcess::start`] writes a library and a `milter.yaml` that
 //! listens on `inet:127.0.0.1:<free port>` into a fresh temporary
-//! directory, starts `mailward --config` on them with its log (at `info`)
+//! directory, starts `mailward --config` on them with its log (at `info`,
+//! `debug` for the milter's callbacks)
 //! going to `DIR/mailward.log`, and waits until the port listens (`ss`,
 //! never by connecting: a connection would be a milter session). If the
 //! port was taken in between, the child exits and a new port is tried.
@@ -89,7 +90,8 @@ impl MailwardProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_mailward"))
             .arg("--config")
             .arg(&path)
-            .env("RUST_LOG", "info")
+            // Debug for the milter: its negotiation line says what the MTA offers.
+            .env("RUST_LOG", "info,mailward::milter=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -136,6 +138,33 @@ impl MailwardProcess {
                 .find(|l| parts.iter().all(|p| l.contains(p)))
                 .map(str::to_owned)
         })
+    }
+
+    /// Checks that the MTA offered what mailward asks in negotiation (no
+    /// replies to headers and end of headers, Skip), and that the message
+    /// whose log line contains every one of `parts` had the rest of its body
+    /// skipped: what was counted past the kept bytes is under one body
+    /// chunk (64 KiB), however long the message. Returns that line.
+    pub fn assert_skipped(&self, parts: &[&str], timeout: Duration) -> String {
+        let offer = self
+            .wait_log(&["negotiation: the MTA offers"], timeout)
+            .unwrap_or_else(|| panic!("no negotiation line:\n{}", self.log()));
+        for opt in ["NOREPLY_HEADER", "NOREPLY_EOH", "SKIP"] {
+            assert!(offer.contains(opt), "{opt} not offered: {offer}");
+        }
+        let mut parts = parts.to_vec();
+        parts.push(" rest=skipped");
+        let line = self
+            .wait_log(&parts, timeout)
+            .unwrap_or_else(|| panic!("no line with {parts:?}:\n{}", self.log()));
+        let cut: u64 = line
+            .split(" cut=")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no cut= in {line}"));
+        assert!(cut > 0 && cut < 64 << 10, "cut={cut}: {line}");
+        line
     }
 
     /// The session records in `name` (relative to its directory), once
