@@ -4,7 +4,8 @@
 //! `/etc/mailward`, `/var/log`, `/var/lib/systemd`, `/usr/local/bin`) and
 //! the mailward account added by `systemd-sysusers` to copies of
 //! `/etc/passwd` and `/etc/group` mounted over the originals, so nothing
-//! outside the namespace changes. The test then checks what an
+//! outside the namespace changes but the cgroups systemd makes in the
+//! host's hierarchies, removed after (and checked). The test then checks what an
 //! administrator relies on: the unit passes `systemd-analyze verify`;
 //! mailward runs as its own user under the unit's sandbox (no capabilities,
 //! no new privileges, a seccomp filter) and still judges mail; session
@@ -19,6 +20,7 @@
 mod common;
 mod support;
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -81,11 +83,15 @@ struct Systemd {
     console: PathBuf,
     /// The mount point /etc/mailward was made for the test: removed after.
     made_conf_dir: bool,
+    /// The cgroup directories before boot: systemd makes its own (init.scope,
+    /// system.slice, …) in the host's hierarchies, removed after.
+    cgroups_before: HashSet<PathBuf>,
 }
 
 impl Systemd {
     fn boot(stage: &TempDir) -> Systemd {
         let made_conf_dir = !Path::new("/etc/mailward").exists();
+        let cgroups_before = cgroup_dirs();
         let log = stage.path().join("boot.log");
         let out = fs::File::create(&log).expect("create boot.log");
         let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
@@ -134,6 +140,7 @@ impl Systemd {
             log,
             console,
             made_conf_dir,
+            cgroups_before,
         }
     }
 
@@ -224,7 +231,35 @@ impl Drop for Systemd {
             // Empty once the namespace's tmpfs is gone.
             let _ = fs::remove_dir("/etc/mailward");
         }
+        // Only directories this systemd made, deepest first; a cgroup is
+        // removable once its killed processes are gone, hence the retries.
+        let mut made: Vec<PathBuf> = cgroup_dirs()
+            .difference(&self.cgroups_before)
+            .cloned()
+            .collect();
+        made.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in made {
+            while fs::remove_dir(&dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
+}
+
+/// Every directory under /sys/fs/cgroup (symbolic links not followed).
+fn cgroup_dirs() -> HashSet<PathBuf> {
+    let mut out = HashSet::new();
+    let mut todo = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+                out.insert(entry.path());
+            }
+        }
+    }
+    out
 }
 
 fn read(p: &Path) -> String {
@@ -416,4 +451,10 @@ async fn the_shipped_unit_runs_mailward_under_systemd() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sd.show("ActiveState"), "failed");
     assert_eq!(sd.show("NRestarts"), "0");
+
+    // Gone without a trace: the cgroups systemd made are removed too.
+    let before = sd.cgroups_before.clone();
+    drop(sd);
+    let left: Vec<_> = cgroup_dirs().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
