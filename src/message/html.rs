@@ -14,8 +14,10 @@
 //! an unterminated comment is searched once more, for its `>`).
 
 use std::borrow::Cow;
+use std::hash::BuildHasher;
 
-use hashbrown::HashSet;
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use memchr::{memchr, memchr2, memmem};
 
 use super::transfer::decode_percent;
@@ -23,16 +25,23 @@ use super::transfer::decode_percent;
 /// Distinct host names in order of first appearance.
 #[derive(Default)]
 pub(super) struct HostSet {
-    seen: HashSet<String>,
+    /// Indices into `list`, hashed by the name there: each name stored once.
+    seen: HashTable<usize>,
+    hasher: DefaultHashBuilder,
     list: Vec<String>,
     taken: usize,
 }
 
 impl HostSet {
     pub fn insert(&mut self, host: String) {
-        if !self.seen.contains(host.as_str()) {
-            self.seen.insert(host.clone());
-            self.list.push(host);
+        let Self {
+            seen, hasher, list, ..
+        } = self;
+        let h = hasher.hash_one(host.as_str());
+        let rehash = |&i: &usize| hasher.hash_one(list[i].as_str());
+        if let Entry::Vacant(v) = seen.entry(h, |&i| list[i] == host, rehash) {
+            v.insert(list.len());
+            list.push(host);
         }
     }
 
@@ -84,6 +93,11 @@ struct Out {
     space: bool,
 }
 
+/// HTML's ASCII whitespace.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
 impl Out {
     fn flush_space(&mut self) {
         if self.space {
@@ -94,11 +108,13 @@ impl Out {
         }
     }
 
+    /// Appends `t` with its runs of whitespace collapsed to one space
+    /// (deferred: none before the first word, nor at the end).
     fn text(&mut self, t: &str) {
         let b = t.as_bytes();
         let mut run = 0;
         for (k, &c) in b.iter().enumerate() {
-            if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') {
+            if is_space(c) {
                 if run < k {
                     self.flush_space();
                     self.s.push_str(&t[run..k]);
@@ -325,7 +341,7 @@ fn attr_value(v: &[u8]) -> Cow<'_, str> {
 pub(super) fn host_of(url: &str) -> Option<String> {
     let cleaned: String;
     let mut u = url.trim_matches(|c: char| c.is_whitespace() || c.is_control());
-    if u.contains(['\t', '\n', '\r']) {
+    if memchr::memchr3(b'\t', b'\n', b'\r', u.as_bytes()).is_some() {
         cleaned = u
             .chars()
             .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
@@ -346,15 +362,15 @@ pub(super) fn host_of(url: &str) -> Option<String> {
         u
     } else if starts("mailto:") {
         let addr = &u[7..];
-        let addr = addr.split(['?', ',', ';']).next().unwrap_or("");
+        let addr = &addr[..ascii_find(addr, |c| matches!(c, b'?' | b',' | b';'))];
         let at = addr.rfind('@')?;
         return clean_host(&addr[at + 1..]);
     } else {
         return None;
     };
-    let end = rest
-        .find(['/', '\\', '?', '#', ' ', '"', '\''])
-        .unwrap_or(rest.len());
+    let end = ascii_find(rest, |c| {
+        matches!(c, b'/' | b'\\' | b'?' | b'#' | b' ' | b'"' | b'\'')
+    });
     let authority = &rest[..end];
     let host = match authority.rfind('@') {
         Some(at) => &authority[at + 1..],
@@ -366,6 +382,12 @@ pub(super) fn host_of(url: &str) -> Option<String> {
         host.split(':').next().unwrap_or(host)
     };
     clean_host(host)
+}
+
+/// The position of the first ASCII byte of `s` that `stop` picks, or its
+/// length: a char boundary either way.
+fn ascii_find(s: &str, stop: impl Fn(u8) -> bool) -> usize {
+    s.bytes().position(stop).unwrap_or(s.len())
 }
 
 fn clean_host(host: &str) -> Option<String> {
@@ -382,12 +404,18 @@ fn clean_host(host: &str) -> Option<String> {
         && h.len() <= 253
         && h.contains('.')
         && !h.chars().any(|c| {
-            c.is_whitespace()
-                || c.is_control()
-                || matches!(
-                    c,
-                    '<' | '>' | '"' | '\'' | '`' | '{' | '}' | '|' | '^' | '@'
-                )
+            if c.is_ascii() {
+                // Most names are ASCII: a byte test, no Unicode tables.
+                let b = c as u8;
+                b <= b' '
+                    || b == 0x7F
+                    || matches!(
+                        b,
+                        b'<' | b'>' | b'"' | b'\'' | b'`' | b'{' | b'}' | b'|' | b'^' | b'@'
+                    )
+            } else {
+                c.is_whitespace() || c.is_control()
+            }
         });
     ok.then(|| h.to_ascii_lowercase())
 }
@@ -847,4 +875,35 @@ pub(super) fn meta_charset(head: &[u8]) -> Option<&[u8]> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Distinct names in order of first appearance, each once.
+        #[test]
+        fn host_set_keeps_first_appearances(names in prop::collection::vec("[a-c]{1,2}\\.x", 0..30), cut in 0usize..30) {
+            let mut set = HostSet::default();
+            let mut expected: Vec<String> = Vec::new();
+            let (first, second) = names.split_at(cut.min(names.len()));
+            for n in first {
+                set.insert(n.clone());
+                if !expected.contains(n) {
+                    expected.push(n.clone());
+                }
+            }
+            let taken = expected.len();
+            prop_assert_eq!(set.take_new(), expected.join("\n"));
+            for n in second {
+                set.insert(n.clone());
+                if !expected.contains(n) {
+                    expected.push(n.clone());
+                }
+            }
+            prop_assert_eq!(set.take_new(), expected[taken..].join("\n"));
+        }
+    }
 }
