@@ -3,7 +3,8 @@
 //! `cargo run --release --example engine_stats -- 100000`
 //! (further arguments: tier8_min, bits_per_key, tier5_min, merge4_max;
 //! `REAL=1 MAILWARD_CORPUS=…` for the real lexicon and messages, plus
-//! `DECODED=1` for the messages' decoded texts)
+//! `DECODED=1` for the messages' decoded texts; `MAIL=1` scans those decoded
+//! messages against the synthetic library)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -32,7 +33,8 @@ fn main() {
         .unwrap_or(16);
     let real = std::env::var_os("REAL").is_some();
     // With REAL: scan the messages' decoded texts instead of the raw ones.
-    let decoded = std::env::var_os("DECODED").is_some();
+    let mail = std::env::var_os("MAIL").is_some();
+    let decoded = mail || std::env::var_os("DECODED").is_some();
     let mut strings = if real {
         common::list_lines(
             &common::corpus()
@@ -45,7 +47,7 @@ fn main() {
     if std::env::var_os("NOSHORT").is_some() {
         strings.retain(|s| s.len() >= 4);
     }
-    let text = if real {
+    let text = if real || mail {
         let mut t = String::new();
         for m in common::messages(
             &common::corpus()
