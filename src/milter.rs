@@ -676,6 +676,9 @@ async fn eom(a: &Shares, cx: &mut EomContext<Session>) -> Status {
         (Some(_), _) => "tempfail",
     };
     a.metrics.message(j.verdict, action, exemption);
+    if msg.cut > 0 {
+        a.metrics.cut(msg.skipped);
+    }
     if let Some(s) = cx.data.as_mut() {
         let by = refused_by.or(matches!(d.act, Act::Tempfail | Act::Reject).then_some("content"));
         s.behavior.finish_message(

@@ -357,3 +357,48 @@ async fn the_admin_api_is_off_by_default_and_can_require_a_token() {
     assert_eq!(m.http, None, "no listener unless configured");
     m.stop().await;
 }
+
+#[tokio::test]
+async fn messages_over_the_kept_bytes_are_counted_by_what_became_of_the_rest() {
+    let m = Milter::start(
+        &format!("{CONFIG}limits:\n  message_bytes: 1 KiB\n"),
+        LIBRARY,
+    )
+    .await;
+    let addr = m.http.expect("the metrics listener");
+    let long = format!("{SPAM}{}", "lorem ipsum dolor sit amet\r\n".repeat(60));
+    // The test connection offers Skip: the rest is skipped.
+    let mut c = m.client().await;
+    let (_, status) = c.send(&Msg::new("offer", long.clone()).over_cap()).await;
+    assert!(is_reject(&status), "{status:?}");
+    let (_, status) = c.send(&Msg::new("meeting", HAM)).await;
+    assert_eq!(status, Status::Accept);
+    c.close().await;
+    // A connection without Skip receives the rest.
+    let mut conn = indymilter_test::TestConnection::configure()
+        .available_opts(
+            indymilter_test::ProtoOpts::all().difference(indymilter_test::ProtoOpts::SKIP),
+        )
+        .open_tcp(m.addr)
+        .await
+        .unwrap();
+    conn.connect("client.example", [192, 0, 2, 7])
+        .await
+        .unwrap();
+    let mut c = Client { conn };
+    let (_, status) = c.send(&Msg::new("offer", long)).await;
+    assert!(is_reject(&status), "{status:?}");
+    c.close().await;
+
+    let text = eventually(addr, "mailward_sessions_active", 0.0).await;
+    well_formed(&text);
+    assert_eq!(
+        value(&text, "mailward_messages_cut_total{rest=\"skipped\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&text, "mailward_messages_cut_total{rest=\"received\"}"),
+        1.0
+    );
+    m.stop().await;
+}

@@ -278,6 +278,8 @@ pub struct Metrics {
     verdicts: [AtomicU64; VERDICTS.len()],
     actions: [AtomicU64; ACTIONS.len()],
     exempt: [AtomicU64; EXEMPTIONS.len()],
+    /// Messages over `limits.message_bytes`: the rest received, skipped.
+    cut: [AtomicU64; 2],
     errors: AtomicU64,
     refusals: [[AtomicU64; STAGES.len()]; REFUSERS.len()],
     pub scan: Histogram,
@@ -314,6 +316,7 @@ impl Metrics {
             verdicts: zeros(),
             actions: zeros(),
             exempt: zeros(),
+            cut: zeros(),
             errors: AtomicU64::new(0),
             refusals: std::array::from_fn(|_| zeros()),
             scan: Histogram::default(),
@@ -348,6 +351,12 @@ impl Metrics {
         {
             add(&self.exempt[i], 1);
         }
+    }
+
+    /// A message judged on its first `limits.message_bytes`; `skipped`
+    /// when the MTA was told to skip the rest of its body.
+    pub fn cut(&self, skipped: bool) {
+        add(&self.cut[usize::from(skipped)], 1);
     }
 
     /// A message mailward failed to judge (an internal error), and what
@@ -598,7 +607,9 @@ mod tests {
         m.error("tempfail");
         m.refusal(Stage::Mail, "limit");
         m.refusal(Stage::Mail, "nobody");
+        m.cut(true);
         assert_eq!(get(&m.verdicts[4]), 1);
+        assert_eq!((get(&m.cut[0]), get(&m.cut[1])), (0, 1));
         assert_eq!(get(&m.actions[2]), 1);
         assert_eq!(get(&m.exempt[2]), 1);
         assert_eq!(get(&m.refusals[0][2]), 1);

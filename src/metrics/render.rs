@@ -132,6 +132,14 @@ pub fn render(m: &Metrics, rules: &Rules, monitor: &Monitor, reloads: &ReloadCou
             get(c),
         );
     }
+    o.family(
+        "mailward_messages_cut_total",
+        "counter",
+        "Messages judged on their first limits.message_bytes, by whether the rest of the body was received or skipped.",
+    );
+    for (rest, c) in ["received", "skipped"].iter().zip(&m.cut) {
+        o.sample("mailward_messages_cut_total", &[("rest", rest)], get(c));
+    }
     o.one(
         "mailward_message_errors_total",
         "counter",
