@@ -82,10 +82,10 @@ pub struct Session {
     policy: Option<Arc<Policy>>,
     /// Counts the session as active while it lives.
     _active: Option<SessionGuard>,
-    /// The events the MTA agreed to send without awaiting a reply.
-    no_reply: ProtoOpts,
-    /// Whether the MTA takes Skip for the rest of a body (SMFIP_SKIP).
-    skip: bool,
+    /// What was agreed in negotiation of [`NO_REPLY`] and Skip: the events
+    /// the MTA sends without awaiting a reply, and whether it takes Skip
+    /// for the rest of a body.
+    agreed: ProtoOpts,
 }
 
 /// Per-message state, from MAIL to end of message.
@@ -301,12 +301,10 @@ fn negotiate(
     // Headers and the end of headers are only ever answered Continue: an
     // MTA that can skip awaiting those replies saves a round trip per
     // header (Postfix 3.7 offers it: tests/loadgen_like_postfix.rs).
-    let no_reply = opts & NO_REPLY;
-    cx.requested_opts |= no_reply;
     // Once the kept bytes are full, the rest of a body is only counted:
     // an MTA that takes Skip need not send it at all.
-    let skip = opts.contains(ProtoOpts::SKIP);
-    cx.requested_opts.set(ProtoOpts::SKIP, skip);
+    let agreed = opts & NO_REPLY.union(ProtoOpts::SKIP);
+    cx.requested_opts |= agreed;
     if actions.contains(Actions::REQUEST_MACROS) {
         let mut m = HashMap::new();
         for (stage, names) in MACROS {
@@ -323,8 +321,7 @@ fn negotiate(
     );
     cx.data = Some(Session {
         _active: Some(metrics.session()),
-        no_reply,
-        skip,
+        agreed,
         ..Session::default()
     });
     Status::Continue
@@ -493,10 +490,11 @@ fn header(cx: &mut Context<Session>, name: CString, value: CString) -> Status {
 }
 
 /// Continue, or no reply where the MTA agreed to send `event` without
-/// awaiting one.
+/// awaiting one (indymilter would send none then anyway, but warn for each
+/// callback that did not say so).
 fn continue_or_quiet(cx: &Context<Session>, event: ProtoOpts) -> Status {
     match &cx.data {
-        Some(s) if s.no_reply.contains(event) => Status::Noreply,
+        Some(s) if s.agreed.contains(event) => Status::Noreply,
         _ => Status::Continue,
     }
 }
@@ -520,7 +518,7 @@ fn body(cx: &mut Context<Session>, chunk: &[u8]) -> Status {
     };
     m.start_body();
     m.keep(&[chunk]);
-    if m.cut > 0 && s.skip {
+    if m.cut > 0 && s.agreed.contains(ProtoOpts::SKIP) {
         // Nothing more would be kept: spare the MTA sending the rest.
         m.skipped = true;
         return Status::Skip;

@@ -375,18 +375,11 @@ async fn messages_over_the_kept_bytes_are_counted_by_what_became_of_the_rest() {
     assert_eq!(status, Status::Accept);
     c.close().await;
     // A connection without Skip receives the rest.
-    let mut conn = indymilter_test::TestConnection::configure()
-        .available_opts(
-            indymilter_test::ProtoOpts::all().difference(indymilter_test::ProtoOpts::SKIP),
-        )
-        .open_tcp(m.addr)
-        .await
-        .unwrap();
-    conn.connect("client.example", [192, 0, 2, 7])
-        .await
-        .unwrap();
-    let mut c = Client { conn };
-    let (_, status) = c.send(&Msg::new("offer", long)).await;
+    let no_skip = indymilter_test::ProtoOpts::all().difference(indymilter_test::ProtoOpts::SKIP);
+    let mut c = m
+        .client_offering(indymilter_test::Actions::all(), no_skip)
+        .await;
+    let (_, status) = c.send(&Msg::new("offer", long).over_cap()).await;
     assert!(is_reject(&status), "{status:?}");
     c.close().await;
 

@@ -144,9 +144,10 @@ impl<R: BufRead> Messages<R> {
             if line_start && held.is_none() {
                 // The lines that need no decision (most of them) go over
                 // in one copy, straight from the reader's buffer.
-                let ordinary = ordinary_lines(self.r.fill_buf()?);
+                let buf = self.r.fill_buf()?;
+                let ordinary = ordinary_lines(buf);
                 if ordinary > 0 {
-                    keep(raw, cap, &self.r.fill_buf()?[..ordinary], &mut sizes);
+                    keep(raw, cap, &buf[..ordinary], &mut sizes);
                     self.r.consume(ordinary);
                     sizes.total += ordinary as u64;
                     continue;

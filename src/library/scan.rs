@@ -220,20 +220,19 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
     // pass, or two kinds and the merged pass's two): the buffers never grow
     // past this, and keep it from one scan to the next.
     let per_chunk = CHUNK * KINDS;
-    // Taken out and put back at the end: the stages swap them.
     let Pipeline {
-        mut cands,
-        mut looked,
-        mut heads,
-        mut walking,
-        mut tails,
-        mut tailing,
-    } = std::mem::take(pipe);
-    for v in [&mut cands, &mut looked] {
+        cands,
+        looked,
+        heads,
+        walking,
+        tails,
+        tailing,
+    } = pipe;
+    for v in [&mut *cands, &mut *looked] {
         v.clear();
         v.reserve(per_chunk);
     }
-    for v in [&mut heads, &mut walking] {
+    for v in [&mut *heads, &mut *walking] {
         v.clear();
         v.reserve(per_chunk);
     }
@@ -243,17 +242,17 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
     let mut spare = [0u8; CHUNK_BYTES];
     let mut base = 0;
     while base < n || !cands.is_empty() || !heads.is_empty() || !tails.is_empty() {
-        std::mem::swap(&mut cands, &mut looked);
-        std::mem::swap(&mut heads, &mut walking);
-        std::mem::swap(&mut tails, &mut tailing);
+        std::mem::swap(cands, looked);
+        std::mem::swap(heads, walking);
+        std::mem::swap(tails, tailing);
         cands.clear();
         heads.clear();
         tails.clear();
         if base < n {
             let end = (base + CHUNK).min(n);
             let arr = chunk_bytes(t, base, &mut spare);
-            filter_chunk_keys(idx, t, arr, (base, end), &mut cands);
-            for &(_, h, _) in &cands {
+            filter_chunk_keys(idx, t, arr, (base, end), cands);
+            for &(_, h, _) in cands.iter() {
                 idx.prefetch_slot(h);
             }
             if idx.has_pairs {
@@ -261,14 +260,14 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
             }
             base = end;
         }
-        for &(key, h, i) in &looked {
+        for &(key, h, i) in looked.iter() {
             probe_stats::count(0);
             if let Some(head) = idx.find_slot(h, key) {
                 idx.prefetch_node(head);
                 heads.push((key, h, i, head as u32));
             }
         }
-        for &(key, h, i, head) in &walking {
+        for &(key, h, i, head) in walking.iter() {
             let head = if !idx.confirm_keys || idx.is_key(head as usize, key) {
                 Some(head as usize)
             } else {
@@ -276,10 +275,10 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
             };
             if let Some(head) = head {
                 probe_stats::count(1);
-                walk(idx, head, i as usize, t, n, &mut found, &mut tails);
+                walk(idx, head, i as usize, t, n, &mut found, tails);
             }
         }
-        for &(node, i) in &tailing {
+        for &(node, i) in tailing.iter() {
             if let Some(nd) = idx.nodes.get(node as usize)
                 && verify_tail(idx, nd, i as usize, t, n)
             {
@@ -288,14 +287,6 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
             }
         }
     }
-    *pipe = Pipeline {
-        cands,
-        looked,
-        heads,
-        walking,
-        tails,
-        tailing,
-    };
 }
 
 /// Pushes `(key, hash, position)` for every key of positions `base..end`

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use indymilter_test::{Actions, EomAction, EomActions, MacroStage, Status, TestConnection};
+use indymilter_test::{
+    Actions, EomAction, EomActions, MacroStage, ProtoOpts, Status, TestConnection,
+};
 use mailward::{Config, Reload, ReloadOutcome, RunError, RunOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -63,7 +65,10 @@ impl log::Log for CaptureLogger {
         if std::env::var_os("RUST_LOG").is_some() {
             eprintln!("{} {} {}", r.level(), r.target(), r.args());
         }
-        if r.level() <= log::Level::Info && r.target().starts_with("mailward") {
+        // mailward's lines, and indymilter's warnings (a callback that
+        // answers against what was negotiated).
+        let ours = r.level() <= log::Level::Info && r.target().starts_with("mailward");
+        if ours || r.level() <= log::Level::Warn && r.target().starts_with("indymilter") {
             let mut lines = LOG.lock().unwrap_or_else(|e| e.into_inner());
             if lines.len() < LOG_CAP {
                 lines.push(r.args().to_string());
@@ -183,8 +188,14 @@ impl Milter {
 
     /// A client that offers only `actions`.
     pub async fn client_with(&self, actions: Actions) -> Client {
+        self.client_offering(actions, ProtoOpts::all()).await
+    }
+
+    /// A client that offers only `actions` and the protocol options `opts`.
+    pub async fn client_offering(&self, actions: Actions, opts: ProtoOpts) -> Client {
         let conn = TestConnection::configure()
             .available_actions(actions)
+            .available_opts(opts)
             .open_tcp(self.addr)
             .await
             .unwrap();
@@ -269,8 +280,8 @@ pub struct Msg {
     pub queue_id: String,
     /// `{auth_authen}` at MAIL.
     pub login: Option<String>,
-    /// mailward's answer to the body: Skip once its kept bytes are full.
-    pub body_reply: Status,
+    /// The body goes past `limits.message_bytes`.
+    pub over_cap: bool,
 }
 
 impl Msg {
@@ -286,7 +297,7 @@ impl Msg {
             body: body.into(),
             queue_id: "4AbCdEf".into(),
             login: None,
-            body_reply: Status::Continue,
+            over_cap: false,
         }
     }
 
@@ -295,9 +306,10 @@ impl Msg {
         self
     }
 
-    /// The body goes past `limits.message_bytes`: mailward answers Skip.
+    /// The body goes past `limits.message_bytes`: mailward answers it
+    /// Skip where the connection took Skip.
     pub fn over_cap(mut self) -> Msg {
-        self.body_reply = Status::Skip;
+        self.over_cap = true;
         self
     }
 
@@ -339,19 +351,42 @@ impl Client {
 
     /// Headers, body and end of message of `m`.
     pub async fn content(&mut self, m: &Msg) -> (EomActions, Status) {
+        self.headers(m).await;
+        if !m.body.is_empty() {
+            let skip = m.over_cap && self.agreed(ProtoOpts::SKIP);
+            let want = if skip { Status::Skip } else { Status::Continue };
+            assert_eq!(self.conn.body(m.body.clone()).await.unwrap(), want);
+        }
+        self.end(m).await
+    }
+
+    /// Whether negotiation settled on `opt`.
+    pub fn agreed(&self, opt: ProtoOpts) -> bool {
+        self.conn.negotiated_opts().contains(opt)
+    }
+
+    /// The header fields and end of headers of `m`: answered Continue, or
+    /// not at all where mailward asked the MTA not to wait.
+    pub async fn headers(&mut self, m: &Msg) {
+        let reply = |quiet| {
+            if quiet {
+                Status::Noreply
+            } else {
+                Status::Continue
+            }
+        };
+        let header_reply = reply(self.agreed(ProtoOpts::NOREPLY_HEADER));
         for (name, value) in &m.headers {
             let value = std::ffi::CString::new(value.clone()).unwrap();
-            // The test connection offers every option: mailward asks
-            // for headers and end of headers without replies.
-            assert_eq!(
-                self.conn.header(name.as_str(), value).await.unwrap(),
-                Status::Noreply
-            );
+            let status = self.conn.header(name.as_str(), value).await.unwrap();
+            assert_eq!(status, header_reply, "header {name}");
         }
-        assert_eq!(self.conn.eoh().await.unwrap(), Status::Noreply);
-        if !m.body.is_empty() {
-            assert_eq!(self.conn.body(m.body.clone()).await.unwrap(), m.body_reply);
-        }
+        let eoh_reply = reply(self.agreed(ProtoOpts::NOREPLY_EOH));
+        assert_eq!(self.conn.eoh().await.unwrap(), eoh_reply);
+    }
+
+    /// The end of message of `m`, its queue id given first.
+    pub async fn end(&mut self, m: &Msg) -> (EomActions, Status) {
         self.conn
             .macros(MacroStage::Eom, [("i", m.queue_id.as_str())])
             .await
