@@ -3,25 +3,15 @@
 //! `cargo run --release --example ac_density -- 1000000 100,50,25,10`;
 //! `mail` among the gaps scans 4 MiB of the corpus' decoded messages
 //! instead (`MAILWARD_CORPUS=…`): ordinary mail against the synthetic library.
+//! The two engines scan alternately (`SCANS` rounds): each one's median
+//! speed and the median of the per-round ratios, which a drifting machine
+//! speed moves far less than a ratio of separate measurements.
 #[path = "../benches/common/mod.rs"]
 mod common;
-
-use std::time::Instant;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use mailward::library::normalize::normalize;
 use mailward::library::{BuildOptions, EntrySpec, Library, Scanner};
-
-fn best<F: FnMut() -> usize>(runs: usize, bytes: usize, mut f: F) -> (f64, usize) {
-    let mut secs = f64::MAX;
-    let mut n = 0;
-    for _ in 0..runs {
-        let t = Instant::now();
-        n = f();
-        secs = secs.min(t.elapsed().as_secs_f64());
-    }
-    (bytes as f64 / secs / (1 << 20) as f64, n)
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -66,17 +56,24 @@ fn main() {
                 normalize(&t)
             }
         };
-        let (ours, m1) = best(runs, text.len(), || {
-            scanner
-                .scan_normalized(&lib, &text)
-                .iter()
-                .map(|h| h.count as usize)
-                .sum()
-        });
-        let (theirs, m2) = best(runs, text.len(), || ac.find_overlapping_iter(&text).count());
+        let mut p = common::paired(
+            runs,
+            || {
+                scanner
+                    .scan_normalized(&lib, &text)
+                    .iter()
+                    .map(|h| h.count as usize)
+                    .sum()
+            },
+            || ac.find_overlapping_iter(&text).count(),
+        );
+        let mib = |v: &mut [f64]| text.len() as f64 / common::median(v) / (1 << 20) as f64;
+        let (ratio, low, high) = p.ratio();
+        let (m1, m2) = (p.a_out, p.b_out);
         println!(
-            "gap {gap:>4}: mailward {ours:7.1} MiB/s  ac-nfa {theirs:6.1} MiB/s  ratio {:.2}  matches {m1}/{m2} ({:.1} bytes/match)",
-            ours / theirs,
+            "gap {gap:>4}: mailward {:7.1} MiB/s  ac-nfa {:6.1} MiB/s (medians)  paired ratio {ratio:.2} (min {low:.2}, max {high:.2})  matches {m1}/{m2} ({:.1} bytes/match)",
+            mib(&mut p.a),
+            mib(&mut p.b),
             text.len() as f64 / m1 as f64
         );
     }

@@ -11,7 +11,7 @@
 //! files as well.
 
 use crate::judge::Mark;
-use crate::library::{Hit, Library, Scanner};
+use crate::library::{Entry, Hit, Library, Scanner};
 use crate::message::{self, DecodeOptions, Decoded, Note};
 
 /// What a scan of one message found.
@@ -137,20 +137,27 @@ pub fn marks<'a>(lib: &'a Library, hits: &'a [Hit]) -> impl Iterator<Item = Mark
 }
 
 /// The ids of the `n` heaviest entries found (entries with an action
-/// first), for logs.
+/// first, then by weight, then in library order), for logs. A dense
+/// message finds thousands of entries: only the `n` taken are sorted.
 pub fn top_ids(lib: &Library, hits: &[Hit], n: usize) -> Vec<String> {
     let mut entries: Vec<_> = hits.iter().filter_map(|h| lib.entry(h.entry)).collect();
-    entries.sort_by(|a, b| {
+    // A total order (entry numbers are distinct), so the selection does not
+    // depend on the order the hits come in.
+    let heavier = |a: &Entry<'_>, b: &Entry<'_>| {
         b.action()
             .cmp(&a.action())
             .then(b.weight().total_cmp(&a.weight()))
             .then(a.number().cmp(&b.number()))
-    });
-    entries
-        .into_iter()
-        .take(n)
-        .map(|e| e.id().into_owned())
-        .collect()
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    if entries.len() > n {
+        entries.select_nth_unstable_by(n - 1, heavier);
+        entries.truncate(n);
+    }
+    entries.sort_unstable_by(heavier);
+    entries.into_iter().map(|e| e.id().into_owned()).collect()
 }
 
 #[cfg(test)]
@@ -285,5 +292,44 @@ mod tests {
         let total: f64 = marks(&l, &s.hits).map(|m| m.weight).sum();
         assert_eq!(total, 6.0);
         assert_eq!(top_ids(&l, &s.hits, 2), ["act", "heavy"]);
+    }
+
+    #[test]
+    fn top_ids_take_the_heaviest_of_many_in_any_hit_order() {
+        // Weights repeat (ties go to library order) and some entries act.
+        let specs: Vec<EntrySpec> = (0..300)
+            .map(|i| EntrySpec {
+                id: Some(format!("e{i}")),
+                weight: f64::from(i * 7 % 13),
+                action: (i % 41 == 5).then_some(crate::library::Action::Tag),
+                ..EntrySpec::new(format!("w{i:03}x"))
+            })
+            .collect();
+        let l = Library::from_specs(&specs, BuildOptions::default()).unwrap();
+        let mut hits: Vec<Hit> = (0..300).map(|entry| Hit { entry, count: 1 }).collect();
+        let mut want: Vec<_> = hits.iter().filter_map(|h| l.entry(h.entry)).collect();
+        want.sort_by(|a, b| {
+            b.action()
+                .cmp(&a.action())
+                .then(b.weight().total_cmp(&a.weight()))
+                .then(a.number().cmp(&b.number()))
+        });
+        let want: Vec<String> = want.iter().map(|e| e.id().into_owned()).collect();
+        // The hits in three orders: sorted, reversed, interleaved.
+        for round in 0..3 {
+            match round {
+                1 => hits.reverse(),
+                2 => hits.sort_by_key(|h| (h.entry % 7, h.entry)),
+                _ => {}
+            }
+            for n in [0, 1, 2, 5, 40, 299, 300, 301] {
+                assert_eq!(top_ids(&l, &hits, n), want[..n.min(300)], "n {n}");
+            }
+        }
+        assert_eq!(
+            top_ids(&l, &hits, 1),
+            ["e128"],
+            "the heaviest entry with an action"
+        );
     }
 }

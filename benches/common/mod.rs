@@ -265,3 +265,56 @@ pub fn messages(dir: &Path) -> Vec<Vec<u8>> {
     paths.sort();
     paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
+
+/// Two scans timed alternately (see [`paired`]).
+pub struct Paired {
+    /// Seconds of each round's call of `a` and of `b`.
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+    /// Each round's `b / a`, sorted.
+    pub ratios: Vec<f64>,
+    /// What the last calls returned (match counts, to check they agree).
+    pub a_out: usize,
+    pub b_out: usize,
+}
+
+impl Paired {
+    /// The median ratio, the smallest and the largest.
+    pub fn ratio(&self) -> (f64, f64, f64) {
+        let r = &self.ratios;
+        (r[r.len() / 2], r[0], r[r.len() - 1])
+    }
+}
+
+/// The median of `v` (sorted in place); `v` is not empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `a` and `b` alternately, `rounds` rounds (at least one). The VMs
+/// these figures come from change speed within seconds: the ratio of two
+/// scans run back to back is far steadier than that of two medians taken
+/// a minute apart, so the ratios are taken round by round.
+pub fn paired(rounds: usize, mut a: impl FnMut() -> usize, mut b: impl FnMut() -> usize) -> Paired {
+    let mut p = Paired {
+        a: Vec::new(),
+        b: Vec::new(),
+        ratios: Vec::new(),
+        a_out: 0,
+        b_out: 0,
+    };
+    for _ in 0..rounds.max(1) {
+        let t = std::time::Instant::now();
+        p.a_out = a();
+        let ta = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        p.b_out = b();
+        let tb = t.elapsed().as_secs_f64();
+        p.a.push(ta);
+        p.b.push(tb);
+        p.ratios.push(tb / ta);
+    }
+    p.ratios.sort_by(f64::total_cmp);
+    p
+}
