@@ -35,16 +35,7 @@ struct Row {
     memory: Option<usize>,
     matches: Option<usize>,
     /// Against aho-corasick's NFA, scans alternated (mailward rows only).
-    paired: Option<PairedRow>,
-}
-
-/// [`PAIRED_ROUNDS`] alternating scans of mailward and aho-corasick's NFA:
-/// each one's median MiB/s and the median, lowest and highest of the
-/// per-round ratios.
-struct PairedRow {
-    ours: f64,
-    theirs: f64,
-    ratio: (f64, f64, f64),
+    paired: Option<common::Versus>,
 }
 
 /// Rounds of the paired measurement. Criterion times one engine after the
@@ -232,25 +223,8 @@ fn compare(c: &mut Criterion, rows: &mut Vec<Row>, name: &str, strings: Vec<Stri
     ));
     let nfa = build_ac(&strings, AhoCorasickKind::ContiguousNFA);
     if let Some((ac, t)) = &nfa {
-        let mut scanner = Scanner::new();
-        let mut p = common::paired(
-            PAIRED_ROUNDS,
-            || {
-                scanner
-                    .scan_normalized(&lib, &text)
-                    .iter()
-                    .map(|h| h.count as usize)
-                    .sum()
-            },
-            || ac.find_overlapping_iter(&text).count(),
-        );
-        let mib = |v: &mut [f64]| text.len() as f64 / common::median(v) / (1 << 20) as f64;
         if let Some(ours) = rows.last_mut() {
-            ours.paired = Some(PairedRow {
-                ours: mib(&mut p.a),
-                theirs: mib(&mut p.b),
-                ratio: p.ratio(),
-            });
+            ours.paired = Some(common::versus_nfa(PAIRED_ROUNDS, &lib, ac, &text));
         }
         rows.push(row(
             "ac-nfa",
@@ -377,15 +351,15 @@ fn report(rows: &[Row]) {
         );
     }
     out.push_str(
-        "\n| data | strings | mailward MiB/s | ac-nfa MiB/s | paired ratio (min-max) |\n|---|---|---|---|---|\n",
+        "\n| data | strings | mailward MiB/s | ac-nfa MiB/s | paired ratio (min-max) | matches |\n|---|---|---|---|---|---|\n",
     );
     for r in rows {
         if let Some(p) = &r.paired {
             let (mid, low, high) = p.ratio;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {mid:.2} ({low:.2}-{high:.2}) |",
-                r.name, r.strings, p.ours, p.theirs
+                "| {} | {} | {:.1} | {:.1} | {mid:.2} ({low:.2}-{high:.2}) | {} / {} |",
+                r.name, r.strings, p.ours, p.theirs, p.matches.0, p.matches.1
             );
         }
     }

@@ -11,7 +11,7 @@ mod common;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use mailward::library::normalize::normalize;
-use mailward::library::{BuildOptions, EntrySpec, Library, Scanner};
+use mailward::library::{BuildOptions, EntrySpec, Library};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -37,7 +37,6 @@ fn main() {
         .match_kind(MatchKind::Standard)
         .build(&norm)
         .expect("builds");
-    let mut scanner = Scanner::new();
     println!("strings {n}");
     for gap in gaps {
         let text = match gap.parse() {
@@ -56,24 +55,12 @@ fn main() {
                 normalize(&t)
             }
         };
-        let mut p = common::paired(
-            runs,
-            || {
-                scanner
-                    .scan_normalized(&lib, &text)
-                    .iter()
-                    .map(|h| h.count as usize)
-                    .sum()
-            },
-            || ac.find_overlapping_iter(&text).count(),
-        );
-        let mib = |v: &mut [f64]| text.len() as f64 / common::median(v) / (1 << 20) as f64;
-        let (ratio, low, high) = p.ratio();
-        let (m1, m2) = (p.a_out, p.b_out);
+        let v = common::versus_nfa(runs, &lib, &ac, &text);
+        let ((ratio, low, high), (m1, m2)) = (v.ratio, v.matches);
         println!(
             "gap {gap:>4}: mailward {:7.1} MiB/s  ac-nfa {:6.1} MiB/s (medians)  paired ratio {ratio:.2} (min {low:.2}, max {high:.2})  matches {m1}/{m2} ({:.1} bytes/match)",
-            mib(&mut p.a),
-            mib(&mut p.b),
+            v.ours,
+            v.theirs,
             text.len() as f64 / m1 as f64
         );
     }

@@ -266,23 +266,56 @@ pub fn messages(dir: &Path) -> Vec<Vec<u8>> {
     paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
-/// Two scans timed alternately (see [`paired`]).
-pub struct Paired {
-    /// Seconds of each round's call of `a` and of `b`.
-    pub a: Vec<f64>,
-    pub b: Vec<f64>,
-    /// Each round's `b / a`, sorted.
-    pub ratios: Vec<f64>,
-    /// What the last calls returned (match counts, to check they agree).
-    pub a_out: usize,
-    pub b_out: usize,
+/// mailward against aho-corasick's NFA on one text, timed alternately
+/// (see [`versus_nfa`]).
+pub struct Versus {
+    /// Median MiB/s of each.
+    pub ours: f64,
+    pub theirs: f64,
+    /// Median, lowest and highest of the per-round ratios (ours / theirs
+    /// in speed).
+    pub ratio: (f64, f64, f64),
+    /// Matches each reported (every occurrence), to check they agree.
+    pub matches: (usize, usize),
 }
 
-impl Paired {
-    /// The median ratio, the smallest and the largest.
-    pub fn ratio(&self) -> (f64, f64, f64) {
-        let r = &self.ratios;
-        (r[r.len() / 2], r[0], r[r.len() - 1])
+/// Times a scan of `text` by `lib` and by `ac` alternately, `rounds`
+/// rounds (at least one). The VMs these figures come from change speed
+/// within seconds: the ratio of two scans run back to back is far steadier
+/// than that of two medians taken a minute apart, so the ratio is taken
+/// round by round.
+pub fn versus_nfa(
+    rounds: usize,
+    lib: &mailward::library::Library,
+    ac: &aho_corasick::AhoCorasick,
+    text: &str,
+) -> Versus {
+    let mut scanner = mailward::library::Scanner::new();
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut matches = (0, 0);
+    for _ in 0..rounds.max(1) {
+        let t = std::time::Instant::now();
+        let hits = scanner.scan_normalized(lib, text);
+        matches.0 = hits.iter().map(|h| h.count as usize).sum();
+        let a = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        matches.1 = ac.find_overlapping_iter(text).count();
+        let b = t.elapsed().as_secs_f64();
+        ours.push(a);
+        theirs.push(b);
+        ratios.push(b / a);
+    }
+    let mib = |v: &mut Vec<f64>| text.len() as f64 / median(v) / (1 << 20) as f64;
+    ratios.sort_by(f64::total_cmp);
+    Versus {
+        ours: mib(&mut ours),
+        theirs: mib(&mut theirs),
+        ratio: (
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        ),
+        matches,
     }
 }
 
@@ -290,31 +323,4 @@ impl Paired {
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// Times `a` and `b` alternately, `rounds` rounds (at least one). The VMs
-/// these figures come from change speed within seconds: the ratio of two
-/// scans run back to back is far steadier than that of two medians taken
-/// a minute apart, so the ratios are taken round by round.
-pub fn paired(rounds: usize, mut a: impl FnMut() -> usize, mut b: impl FnMut() -> usize) -> Paired {
-    let mut p = Paired {
-        a: Vec::new(),
-        b: Vec::new(),
-        ratios: Vec::new(),
-        a_out: 0,
-        b_out: 0,
-    };
-    for _ in 0..rounds.max(1) {
-        let t = std::time::Instant::now();
-        p.a_out = a();
-        let ta = t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        p.b_out = b();
-        let tb = t.elapsed().as_secs_f64();
-        p.a.push(ta);
-        p.b.push(tb);
-        p.ratios.push(tb / ta);
-    }
-    p.ratios.sort_by(f64::total_cmp);
-    p
 }
