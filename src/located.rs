@@ -68,3 +68,123 @@ impl LocatedError {
         LocatedError::new(path, line, column, message)
     }
 }
+
+/// Property-test helpers shared by the readers of YAML files: garbling a
+/// document and checking where an error points.
+#[cfg(test)]
+pub(crate) mod garble {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    use super::LocatedError;
+
+    /// YAML syntax and values of every kind, to splice into a document.
+    const YAML_PIECES: &[&str] = &[
+        "\n",
+        "\n  ",
+        "\n  - ",
+        "- ",
+        "  ",
+        ": ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "\"",
+        "'",
+        "&a ",
+        "*a",
+        "!!str ",
+        "!!int ",
+        "? ",
+        "|",
+        ">-",
+        "#",
+        "---",
+        "...",
+        "~",
+        "null",
+        "true",
+        "1.5",
+        "-1",
+        ".nan",
+        "-.inf",
+        "0x1F",
+        "+12",
+        "1e999",
+        "\u{00AD}",
+        "\u{3000}",
+        "发票",
+        "\t",
+        "\r",
+        "\\",
+        "%YAML 1.2",
+        "<<: ",
+        "\u{FEFF}",
+    ];
+
+    /// A fragment: one of `words` (the file's own keys and values), a
+    /// piece of YAML, or a few arbitrary characters.
+    pub fn fragment(words: &'static [&'static str]) -> impl Strategy<Value = String> {
+        let pieces: Vec<&str> = words.iter().chain(YAML_PIECES).copied().collect();
+        prop_oneof![
+            prop::sample::select(pieces).prop_map(str::to_owned),
+            "\\PC{0,6}",
+            any::<char>().prop_map(String::from),
+        ]
+    }
+
+    /// Edits: where (any index), how many bytes to delete, what to insert.
+    pub fn edits(
+        words: &'static [&'static str],
+        max: usize,
+    ) -> impl Strategy<Value = Vec<(prop::sample::Index, usize, String)>> {
+        prop::collection::vec(
+            (any::<prop::sample::Index>(), 0usize..6, fragment(words)),
+            1..max,
+        )
+    }
+
+    /// `text` with the edits applied, each on character boundaries.
+    pub fn apply(mut text: String, edits: Vec<(prop::sample::Index, usize, String)>) -> String {
+        for (at, del, frag) in edits {
+            let mut i = at.index(text.len() + 1);
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            let mut j = (i + del).min(text.len());
+            while !text.is_char_boundary(j) {
+                j += 1;
+            }
+            text.replace_range(i..j, &frag);
+        }
+        text
+    }
+
+    /// An error about `text`, read as `name`, says something and points
+    /// inside it or at the whole file. Errors about other files (a
+    /// library's includes) are not checked.
+    pub fn located_inside<T>(
+        text: &str,
+        name: &Path,
+        r: Result<T, LocatedError>,
+    ) -> Result<(), TestCaseError> {
+        let Err(e) = r else { return Ok(()) };
+        prop_assert!(!e.message.is_empty());
+        if e.path == name {
+            let lines = text.split('\n').count();
+            let widest = text
+                .split('\n')
+                .map(|l| l.chars().count())
+                .max()
+                .unwrap_or(0);
+            prop_assert!(e.line <= lines + 1, "{} beyond {} lines", e, lines);
+            prop_assert!(e.column <= widest + 2, "{} beyond {} columns", e, widest);
+            prop_assert!(e.line > 0 || e.column == 0, "{}", e);
+        }
+        Ok(())
+    }
+}

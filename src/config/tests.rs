@@ -750,3 +750,62 @@ fn metrics_and_admin() {
         ["metrics.listen (off → 127.0.0.1:9894)"]
     );
 }
+
+// ---- garbled files ----
+
+/// The configuration's own keys and values, to garble a file with.
+const CONFIG_WORDS: &[&str] = &[
+    "listen:",
+    "library:",
+    "milter:",
+    "judge:",
+    "limits:",
+    "behavior:",
+    "tracking:",
+    "metrics:",
+    "admin:",
+    "logging:",
+    "replies:",
+    "max_connections:",
+    "connection_timeout:",
+    "inline_judge:",
+    "message_bytes:",
+    "reject_score:",
+    "trusted_networks:",
+    "conformity:",
+    "unknown_commands:",
+    "off",
+    "10 MiB",
+    "99999999999 GiB",
+    "7210s",
+    "0s",
+    "1h",
+    "inet:127.0.0.1:8894",
+    "unix:/run/x.sock",
+    "0.0.0.0/0",
+    "::1/129",
+    "192.0.2.0/33",
+    "enforce",
+    "monitor",
+    "tempfail",
+    "reject",
+    "GB18030",
+    "no-such-charset",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(384))]
+
+    /// Whatever the edits to the shipped file, the reader answers with a
+    /// configuration or an error located inside the file (or about the
+    /// whole file), never a panic.
+    #[test]
+    fn garbled_configurations_are_refused_with_a_location(
+        edits in crate::located::garble::edits(CONFIG_WORDS, 8),
+    ) {
+        use crate::located::garble;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("milter.yaml");
+        let text = garble::apply(std::fs::read_to_string(path).unwrap_or_default(), edits);
+        garble::located_inside(&text, Path::new("m.yaml"), read(&text))?;
+    }
+}

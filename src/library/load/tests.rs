@@ -1078,69 +1078,26 @@ fn alias_bombs_are_refused() {
     assert!(yaml(&text).is_err());
 }
 
-/// Fragments that make up YAML-ish garbage.
+/// The library format's own keys and values, to garble a file with.
+const LIBRARY_WORDS: &[&str] = &[
+    "entries:",
+    "include:",
+    "defaults:",
+    "text:",
+    "id:",
+    "weight:",
+    "category:",
+    "action:",
+    "match:",
+    "path:",
+    "reject",
+    "word",
+    "substring",
+    "x.txt",
+];
+
 fn fragment() -> impl Strategy<Value = String> {
-    prop_oneof![
-        prop::sample::select(vec![
-            "entries:",
-            "include:",
-            "defaults:",
-            "text:",
-            "id:",
-            "weight:",
-            "category:",
-            "action:",
-            "match:",
-            "path:",
-            "\n",
-            "\n  ",
-            "\n  - ",
-            "- ",
-            "  ",
-            ": ",
-            "[",
-            "]",
-            "{",
-            "}",
-            ",",
-            "\"",
-            "'",
-            "&a ",
-            "*a",
-            "!!str ",
-            "!!int ",
-            "? ",
-            "|",
-            ">-",
-            "#",
-            "---",
-            "...",
-            "~",
-            "null",
-            "true",
-            "1.5",
-            ".nan",
-            "-.inf",
-            "0x1F",
-            "+12",
-            "reject",
-            "word",
-            "substring",
-            "\u{00AD}",
-            "\u{3000}",
-            "发票",
-            "\t",
-            "\r",
-            "\\",
-            "%YAML 1.2",
-            "<<: ",
-            "x.txt",
-            "\u{FEFF}",
-        ])
-        .prop_map(str::to_owned),
-        "\\PC{0,6}",
-        any::<char>().prop_map(String::from),
-    ]
+    crate::located::garble::fragment(LIBRARY_WORDS)
 }
 
 /// A valid library document to garble.
@@ -1166,26 +1123,13 @@ proptest! {
     #[test]
     fn garbled_yaml_never_panics(frags in prop::collection::vec(fragment(), 0..60)) {
         let text: String = frags.concat();
-        let _ = yaml(&text);
+        crate::located::garble::located_inside(&text, Path::new("lib.yaml"), yaml(&text))?;
     }
 
     #[test]
-    fn edited_documents_never_panic(
-        edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..4, fragment()), 1..6),
-    ) {
-        let mut text = SEED_DOC.to_owned();
-        for (at, del, frag) in edits {
-            let mut i = at.index(text.len() + 1);
-            while !text.is_char_boundary(i) {
-                i -= 1;
-            }
-            let mut j = (i + del).min(text.len());
-            while !text.is_char_boundary(j) {
-                j += 1;
-            }
-            text.replace_range(i..j, &frag);
-        }
-        let _ = yaml(&text);
+    fn edited_documents_never_panic(edits in crate::located::garble::edits(LIBRARY_WORDS, 6)) {
+        let text = crate::located::garble::apply(SEED_DOC.to_owned(), edits);
+        crate::located::garble::located_inside(&text, Path::new("lib.yaml"), yaml(&text))?;
     }
 }
 
