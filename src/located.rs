@@ -175,9 +175,12 @@ pub(crate) mod garble {
         let Err(e) = r else { return Ok(()) };
         prop_assert!(!e.message.is_empty());
         if e.path == name {
-            let lines = text.split('\n').count();
+            // YAML breaks lines at CR, NEL, LS and PS too: counting each
+            // as a break bounds the lines and a line's width from above.
+            let brk = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+            let lines = text.split(brk).count();
             let widest = text
-                .split('\n')
+                .split(brk)
                 .map(|l| l.chars().count())
                 .max()
                 .unwrap_or(0);
