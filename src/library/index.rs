@@ -15,7 +15,7 @@
 //! * strings of 1–3 bytes are their own keyword, the "short" kind: those
 //!   of 1 or 2 bytes found through an exact 64 Kibit table of their first
 //!   two bytes, those of 3 bytes (a CJK character, a symbol) through a
-//!   filter of their own.
+//!   filter and a small hash table of their own.
 //!
 //! The lists are built as an arena linked by a `next` index (strings in
 //! input order; the links come from sorting `(keyword, position)` pairs),
@@ -24,8 +24,10 @@
 //! table (`hashbrown::HashTable<Slot>`) maps a keyword to the first node
 //! of its run; a bucket holds the node number and a 32-bit check (28 more
 //! bits of the hash and the keyword's kind), so a key that is absent is
-//! refused without reading a node. Strings of 1 or 2 bytes are not in the
-//! table: `byte_nodes` and `pair_nodes` name their runs directly.
+//! refused without reading a node. Strings of 1 to 3 bytes are not in the
+//! table: `byte_nodes` and `pair_nodes` name the runs of those of 1 or 2
+//! bytes directly, and `short3` (a `HashTable` of its own, a few entries
+//! that stay in the caches) those of 3 bytes.
 //!
 //! Nodes double as the library's entries: entry `i` is node `i`, so a hit
 //! needs no further indirection to be counted.
@@ -40,7 +42,8 @@
 //!   `len - 8` bytes, if any, are at `tails[node.tail..]`: those before the
 //!   anchor, then those after the prefix.
 //! * Every node of a run has the same keyword value; the table holds one
-//!   entry per run of strings of 3 bytes or more, at the run's first node;
+//!   entry per run of strings of 4 bytes or more, `short3` one per run of
+//!   3-byte strings, each at the run's first node;
 //!   the last node of a run, and only it, has `LAST` set.
 //! * Unless `confirm_keys` is set, no two keys of the table share a check
 //!   on a probe path, so the first bucket whose check matches is the key's
@@ -335,6 +338,9 @@ pub(crate) struct Pass {
     pub tag: u64,
     pub own: bool,
     pub rider: Option<(u64, u64)>,
+    /// The own keys are 3-byte strings, looked up at once in
+    /// [`Index::short3`] rather than in the table.
+    pub direct: bool,
 }
 
 /// [`Pass::filter`] of the pass over the union filter.
@@ -365,6 +371,11 @@ pub(crate) struct Index {
     /// The first node of the run of each 2-byte string: strings of 1 or 2
     /// bytes are looked up directly, never in the table.
     pub pair_nodes: PairNodes,
+    /// The first node of the run of each 3-byte string, by its bytes (a
+    /// little-endian `u32`): a small table of their own, since they are
+    /// few and found often; it stays in the caches, so their lookups need
+    /// not wait in the scan's pipeline.
+    pub short3: HashTable<(u32, u32)>,
     /// The first node of the run of the 1-byte string `b0`, or [`NONE`].
     pub byte_nodes: Box<[u32; 256]>,
     /// Bit `b0 | b1 << 8` set when a string of 1 or 2 bytes starts with
@@ -517,7 +528,7 @@ impl Index {
         let mut byte_nodes = Box::new([NONE; 256]);
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
-        let (mut pair_strings, mut three_byte) = (0, 0);
+        let (mut pair_strings, mut three_byte, mut three_heads) = (0, 0, 0);
         for &i in &order {
             let p = &patterns[i as usize];
             let b = p.bytes;
@@ -527,7 +538,10 @@ impl Index {
             }
             match b.len() {
                 ..=PAIR_MAX if is_head[i as usize] => pair_strings += 1,
-                SHORT_MAX => three_byte += 1,
+                SHORT_MAX => {
+                    three_byte += 1;
+                    three_heads += is_head[i as usize] as usize;
+                }
                 _ => {}
             }
             if kind == KIND_SHORT && b.len() <= PAIR_MAX {
@@ -581,7 +595,9 @@ impl Index {
         let mut index = Index {
             nodes,
             tails,
-            table: HashTable::with_capacity(per_kind.iter().sum::<usize>() - pair_strings),
+            table: HashTable::with_capacity(
+                per_kind.iter().sum::<usize>() - pair_strings - three_heads,
+            ),
             layout: None,
             confirm_keys: false,
             // The short filter holds few keys (3-byte strings: single CJK
@@ -605,6 +621,7 @@ impl Index {
                 .collect(),
             passes: Vec::new(),
             pair_nodes,
+            short3: HashTable::new(),
             byte_nodes,
             short_pairs,
             has_pairs: pair_strings > 0,
@@ -616,8 +633,12 @@ impl Index {
             tag,
             own: true,
             rider: None,
+            direct: false,
         };
-        let three = |filter| pass(filter, mask(SHORT_MAX), TAG_SHORT[SHORT_MAX]);
+        let three = |filter| Pass {
+            direct: true,
+            ..pass(filter, mask(SHORT_MAX), TAG_SHORT[SHORT_MAX])
+        };
         index.passes = index
             .kinds
             .iter()
@@ -646,24 +667,14 @@ impl Index {
                     (1, Some(u)) => u.insert_in(key_of_window(k, KIND_SHORT, SHORT_MAX), k),
                     (kind, _) => index.filters[kind as usize].insert(k),
                 }
-                let nodes = &index.nodes;
-                let h = mix(k);
-                let slot = Slot {
-                    node: pos as u32,
-                    check: check_of(h, k),
-                };
-                let rehash = |s: &Slot| mix(node_key(nodes, s.node));
-                // A key whose check an earlier key on its probe path shares
-                // would be shadowed by it in `find_slot`: then every list
-                // found is confirmed against its key.
-                match index.table.entry(h, |s| s.check == slot.check, rehash) {
-                    hashbrown::hash_table::Entry::Vacant(v) => {
-                        v.insert(slot);
-                    }
-                    hashbrown::hash_table::Entry::Occupied(_) => {
-                        index.confirm_keys = true;
-                        index.table.insert_unique(h, slot, rehash);
-                    }
+                if node.len as usize == SHORT_MAX {
+                    let v = (k & mask(SHORT_MAX)) as u32;
+                    let h = mix(v as u64);
+                    index
+                        .short3
+                        .insert_unique(h, (v, pos as u32), |e| mix(e.0 as u64));
+                } else {
+                    index.insert_key(pos, k);
                 }
             }
             if node.is_last() {
@@ -786,13 +797,45 @@ impl Index {
     }
 
     pub fn distinct_keywords(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.short3.len()
+    }
+
+    /// Puts the list at node `pos`, of keyword `key`, in the table.
+    fn insert_key(&mut self, pos: usize, key: u64) {
+        let nodes = &self.nodes;
+        let h = mix(key);
+        let slot = Slot {
+            node: pos as u32,
+            check: check_of(h, key),
+        };
+        let rehash = |s: &Slot| mix(node_key(nodes, s.node));
+        // A key whose check an earlier key on its probe path shares would be
+        // shadowed by it in `find_slot`: then every list found is confirmed
+        // against its key.
+        match self.table.entry(h, |s| s.check == slot.check, rehash) {
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(slot);
+            }
+            hashbrown::hash_table::Entry::Occupied(_) => {
+                self.confirm_keys = true;
+                self.table.insert_unique(h, slot, rehash);
+            }
+        }
+    }
+
+    /// The head of the run of the 3-byte string whose bytes are `v`.
+    #[inline(always)]
+    pub fn find3(&self, v: u32) -> Option<usize> {
+        self.short3
+            .find(mix(v as u64), |e| e.0 == v)
+            .map(|e| e.1 as usize)
     }
 
     pub fn heap_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.tails.capacity()
             + self.table.allocation_size()
+            + self.short3.allocation_size()
             + self.filters.iter().map(Bitmap::heap_bytes).sum::<usize>()
             + self.union.as_ref().map_or(0, Bitmap::heap_bytes)
             + std::mem::size_of::<[u64; 1024]>()
@@ -878,6 +921,9 @@ mod tests {
             let head = match &*idx.pattern(n) {
                 [b0] => idx.byte_nodes[*b0 as usize] as usize,
                 [b0, b1] => idx.pair_nodes.get(*b0, *b1) as usize,
+                [b0, b1, b2] => idx
+                    .find3(u32::from_le_bytes([*b0, *b1, *b2, 0]))
+                    .expect("every 3-byte string is in its table"),
                 _ => idx
                     .find(mix(key), key)
                     .expect("every longer keyword is in the table"),

@@ -12,9 +12,12 @@
 //! 1. each filter pass hashes the window of its kind at every position and
 //!    tests it against that kind's filter (eight positions per vector
 //!    step), giving bit masks; only keys that pass are hashed for the table
-//!    and their control bytes and home buckets prefetched. Strings of 1 and
-//!    2 bytes are found here, through an exact 64 Kibit table of first byte
-//!    pairs and direct tables of nodes;
+//!    and their control bytes and home buckets prefetched. Strings of 1 to
+//!    3 bytes are found here: those of 1 and 2 bytes through an exact 64
+//!    Kibit table of first byte pairs and direct tables of nodes, those of
+//!    3 bytes, past their filter, in a small table of their own that stays
+//!    in the caches (they are few and occur often: the pipeline's stages
+//!    would cost them more than their lookup);
 //! 2. a chunk later the keys are looked up (one probe, no node read: the
 //!    bucket's check says whether the key is there) and the first node of
 //!    each list found is prefetched;
@@ -43,7 +46,7 @@
 
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
-use super::index::{Index, KINDS, Node, mask, prefetch};
+use super::index::{Index, KINDS, Node, SHORT_MAX, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
 
@@ -207,7 +210,7 @@ fn sort_hits(hits: &mut Vec<Hit>, spare: &mut Vec<Hit>) {
 ///
 /// 1. chunk `c`: each pass's filter is tested at every position without a
 ///    branch (bit masks per pass); the keys that pass are hashed and their
-///    table slots prefetched; strings of 1 and 2 bytes are found directly;
+///    table slots prefetched; strings of 1 to 3 bytes are found directly;
 /// 2. chunk `c - 1`: those keys are looked up (control bytes and bucket
 ///    now cached) and the first node of each list found is prefetched;
 /// 3. chunk `c - 2`: each list is confirmed and walked, and its candidates
@@ -251,7 +254,7 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
         if base < n {
             let end = (base + CHUNK).min(n);
             let arr = chunk_bytes(t, base, &mut spare);
-            filter_chunk_keys(idx, t, arr, (base, end), cands);
+            filter_chunk_keys(idx, t, arr, (base, end), n, cands, &mut found);
             for &(_, h, _) in cands.iter() {
                 idx.prefetch_slot(h);
             }
@@ -290,14 +293,18 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
 }
 
 /// Pushes `(key, hash, position)` for every key of positions `base..end`
-/// (at most one chunk, whose bytes are `arr`) that passes its filter.
+/// (at most one chunk, whose bytes are `arr`) that passes its filter,
+/// except that 3-byte strings are looked up at once and reported to
+/// `found`.
 #[inline(always)]
 fn filter_chunk_keys(
     idx: &Index,
     t: &[u8],
     arr: &[u8; CHUNK_BYTES],
     (base, end): (usize, usize),
+    n: usize,
     out: &mut Vec<(u64, u64, u32)>,
+    found: &mut impl FnMut(usize),
 ) {
     let len = end - base;
     let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
@@ -310,7 +317,20 @@ fn filter_chunk_keys(
             None => [filter.filter_chunk(arr, mask, tag, len), [0; BLOCKS]],
             Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r, len),
         };
-        if pass.own {
+        if pass.own && pass.direct {
+            // 3-byte strings: their own small table, found at once.
+            for_each_set(base, own, |i| {
+                let v = (read8(t, i) & 0xFF_FFFF) as u32;
+                if let Some(head) = idx.find3(v) {
+                    for (at, nd) in idx.run(head) {
+                        if boundaries_ok(nd, i, i + SHORT_MAX, t, n) {
+                            probe_stats::count(3);
+                            found(at);
+                        }
+                    }
+                }
+            });
+        } else if pass.own {
             for_each_set(base, own, |i| add((read8(t, i) & mask) | tag, i));
         }
         if let Some((m2, t2)) = pass.rider {
