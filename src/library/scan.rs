@@ -320,7 +320,7 @@ fn filter_chunk_keys(
         if pass.own && pass.direct {
             // 3-byte strings: their own small table, found at once.
             for_each_set(base, own, |i| {
-                let v = (read8(t, i) & 0xFF_FFFF) as u32;
+                let v = (read8(t, i) & super::index::mask(SHORT_MAX)) as u32;
                 if let Some(head) = idx.find3(v) {
                     for (at, nd) in idx.run(head) {
                         if boundaries_ok(nd, i, i + SHORT_MAX, t, n) {
