@@ -276,7 +276,7 @@ impl Bitmap {
     }
 }
 
-/// The vector filter: the same hash, word and bits as [`Bitmap::place`],
+/// The vector filter: the same hash, word and bits as [`Bitmap::test`],
 /// eight windows per step in 32-bit lanes.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
