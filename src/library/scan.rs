@@ -832,12 +832,22 @@ mod tests {
     #[test]
     fn matches_at_text_ends_and_padding_never_matches() {
         let l = lib(
-            &[EntrySpec::new("abcdefghij"), EntrySpec::new("z")],
+            &[
+                EntrySpec::new("abcdefghij"),
+                EntrySpec::new("z"),
+                EntrySpec::new("xyw"),
+                EntrySpec::new("发"),
+            ],
             BuildOptions::default(),
         );
         assert_eq!(found(&l, "abcdefghij"), pairs(&[("abcdefghij", 1)]));
         assert_eq!(found(&l, "abcdefghi"), pairs(&[]));
         assert_eq!(found(&l, "z"), pairs(&[("z", 1)]));
         assert_eq!(found(&l, ""), pairs(&[]));
+        // Strings of 3 bytes (their own table) at both ends, and cut short.
+        assert_eq!(found(&l, "xyw"), pairs(&[("xyw", 1)]));
+        assert_eq!(found(&l, "xyw xy"), pairs(&[("xyw", 1)]));
+        assert_eq!(found(&l, "发 xyw发"), pairs(&[("xyw", 1), ("发", 2)]));
+        assert_eq!(found(&l, "xy"), pairs(&[]));
     }
 }
