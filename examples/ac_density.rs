@@ -41,19 +41,7 @@ fn main() {
     for gap in gaps {
         let text = match gap.parse() {
             Ok(g) => normalize(&common::text_with_gap(4 << 20, &strings, 7, g)),
-            Err(_) => {
-                let dir = common::corpus()
-                    .expect("MAILWARD_CORPUS")
-                    .join("spamassassin");
-                let mut t = String::new();
-                for m in common::messages(&dir) {
-                    common::push_decoded(&m, &mut t);
-                    if t.len() > 4 << 20 {
-                        break;
-                    }
-                }
-                normalize(&t)
-            }
+            Err(_) => normalize(&common::mail_text(4 << 20, true)),
         };
         let v = common::versus_nfa(runs, &lib, &ac, &text);
         let ((ratio, low, high), (m1, m2)) = (v.ratio, v.matches);

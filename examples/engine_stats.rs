@@ -32,8 +32,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
     let real = std::env::var_os("REAL").is_some();
-    // With REAL: scan the messages' decoded texts instead of the raw ones.
     let mail = std::env::var_os("MAIL").is_some();
+    // With REAL: scan the messages' decoded texts instead of the raw ones.
     let decoded = mail || std::env::var_os("DECODED").is_some();
     let mut strings = if real {
         common::list_lines(
@@ -48,22 +48,7 @@ fn main() {
         strings.retain(|s| s.len() >= 4);
     }
     let text = if real || mail {
-        let mut t = String::new();
-        for m in common::messages(
-            &common::corpus()
-                .expect("MAILWARD_CORPUS")
-                .join("spamassassin"),
-        ) {
-            if decoded {
-                common::push_decoded(&m, &mut t);
-            } else {
-                t.push_str(&String::from_utf8_lossy(&m));
-            }
-            if t.len() > 4 << 20 {
-                break;
-            }
-        }
-        normalize(&t)
+        normalize(&common::mail_text(4 << 20, decoded))
     } else {
         normalize(&common::text(4 << 20, &strings, 7))
     };

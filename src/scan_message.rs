@@ -140,6 +140,9 @@ pub fn marks<'a>(lib: &'a Library, hits: &'a [Hit]) -> impl Iterator<Item = Mark
 /// first, then by weight, then in library order), for logs. A dense
 /// message finds thousands of entries: only the `n` taken are sorted.
 pub fn top_ids(lib: &Library, hits: &[Hit], n: usize) -> Vec<String> {
+    if n == 0 {
+        return Vec::new();
+    }
     let mut entries: Vec<_> = hits.iter().filter_map(|h| lib.entry(h.entry)).collect();
     // A total order (entry numbers are distinct), so the selection does not
     // depend on the order the hits come in.
@@ -149,9 +152,6 @@ pub fn top_ids(lib: &Library, hits: &[Hit], n: usize) -> Vec<String> {
             .then(b.weight().total_cmp(&a.weight()))
             .then(a.number().cmp(&b.number()))
     };
-    if n == 0 {
-        return Vec::new();
-    }
     if entries.len() > n {
         entries.select_nth_unstable_by(n - 1, heavier);
         entries.truncate(n);

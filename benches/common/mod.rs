@@ -243,6 +243,25 @@ pub fn push_decoded(raw: &[u8], out: &mut String) {
     }
 }
 
+/// About `bytes` of the corpus' SpamAssassin messages (`MAILWARD_CORPUS`
+/// must be set), whole messages in path order: the texts the milter scans
+/// when `decoded`, else the raw messages. Not normalized.
+pub fn mail_text(bytes: usize, decoded: bool) -> String {
+    let dir = corpus().expect("MAILWARD_CORPUS").join("spamassassin");
+    let mut t = String::new();
+    for m in messages(&dir) {
+        if decoded {
+            push_decoded(&m, &mut t);
+        } else {
+            t.push_str(&String::from_utf8_lossy(&m));
+        }
+        if t.len() > bytes {
+            break;
+        }
+    }
+    t
+}
+
 /// The raw bytes of every message file below `dir`, in path order.
 pub fn messages(dir: &Path) -> Vec<Vec<u8>> {
     let mut paths = Vec::new();

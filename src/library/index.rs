@@ -180,6 +180,12 @@ fn anchor(kind: u16, kw_off: usize) -> usize {
     }
 }
 
+/// The hash of a 3-byte string's bytes in [`Index::short3`].
+#[inline(always)]
+fn hash3(v: u32) -> u64 {
+    mix(v as u64)
+}
+
 /// One string handed to the index builder.
 pub(crate) struct Pattern<'a> {
     pub bytes: &'a [u8],
@@ -528,7 +534,7 @@ impl Index {
         let mut byte_nodes = Box::new([NONE; 256]);
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
-        let (mut pair_strings, mut three_byte, mut three_heads) = (0, 0, 0);
+        let (mut pair_strings, mut three_heads) = (0, 0);
         for &i in &order {
             let p = &patterns[i as usize];
             let b = p.bytes;
@@ -538,10 +544,7 @@ impl Index {
             }
             match b.len() {
                 ..=PAIR_MAX if is_head[i as usize] => pair_strings += 1,
-                SHORT_MAX => {
-                    three_byte += 1;
-                    three_heads += is_head[i as usize] as usize;
-                }
+                SHORT_MAX if is_head[i as usize] => three_heads += 1,
                 _ => {}
             }
             if kind == KIND_SHORT && b.len() <= PAIR_MAX {
@@ -647,11 +650,11 @@ impl Index {
             .collect();
         if merge4 {
             index.passes.push(Pass {
-                own: three_byte > 0,
+                own: three_heads > 0,
                 rider: Some((mask(width(1)), TAG[1])),
                 ..three(UNION)
             });
-        } else if three_byte > 0 {
+        } else if three_heads > 0 {
             index.passes.push(three(KIND_SHORT));
         }
         let buckets = index.table.num_buckets();
@@ -669,10 +672,9 @@ impl Index {
                 }
                 if node.len as usize == SHORT_MAX {
                     let v = (k & mask(SHORT_MAX)) as u32;
-                    let h = mix(v as u64);
                     index
                         .short3
-                        .insert_unique(h, (v, pos as u32), |e| mix(e.0 as u64));
+                        .insert_unique(hash3(v), (v, pos as u32), |e| hash3(e.0));
                 } else {
                     index.insert_key(pos, k);
                 }
@@ -827,7 +829,7 @@ impl Index {
     #[inline(always)]
     pub fn find3(&self, v: u32) -> Option<usize> {
         self.short3
-            .find(mix(v as u64), |e| e.0 == v)
+            .find(hash3(v), |e| e.0 == v)
             .map(|e| e.1 as usize)
     }
 

@@ -46,7 +46,7 @@
 
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
-use super::index::{Index, KINDS, Node, SHORT_MAX, mask, prefetch};
+use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
 
@@ -320,14 +320,8 @@ fn filter_chunk_keys(
         if pass.own && pass.direct {
             // 3-byte strings: their own small table, found at once.
             for_each_set(base, own, |i| {
-                let v = (read8(t, i) & super::index::mask(SHORT_MAX)) as u32;
-                if let Some(head) = idx.find3(v) {
-                    for (at, nd) in idx.run(head) {
-                        if boundaries_ok(nd, i, i + SHORT_MAX, t, n) {
-                            probe_stats::count(3);
-                            found(at);
-                        }
-                    }
+                if let Some(head) = idx.find3((read8(t, i) & mask) as u32) {
+                    report_run(idx, head, i, t, n, found);
                 }
             });
         } else if pass.own {
@@ -376,6 +370,29 @@ fn for_each_set(base: usize, masks: [u64; BLOCKS], mut f: impl FnMut(usize)) {
     }
 }
 
+/// Reports every string of the run at `head` (none for [`NONE`]) at
+/// position `i` whose word boundaries hold: a run of strings keyed whole
+/// holds the same bytes, found equal by its lookup, as a word entry and a
+/// substring one.
+///
+/// [`NONE`]: super::index::NONE
+#[inline(always)]
+fn report_run(
+    idx: &Index,
+    head: usize,
+    i: usize,
+    t: &[u8],
+    n: usize,
+    found: &mut impl FnMut(usize),
+) {
+    for (at, nd) in idx.run(head) {
+        if boundaries_ok(nd, i, i + nd.len as usize, t, n) {
+            probe_stats::count(3);
+            found(at);
+        }
+    }
+}
+
 /// Finds the strings of 1 and 2 bytes at positions `base..end`: the exact
 /// pair table says where one may start, and the direct tables which.
 #[inline(always)]
@@ -391,13 +408,7 @@ fn pairs_block(
         let pair = read8(t, i) as usize & 0xFFFF;
         let two = idx.pair_nodes.get(pair as u8, (pair >> 8) as u8);
         for head in [idx.byte_nodes[pair & 0xFF], two] {
-            // A run holds the same bytes as a word entry and a substring one.
-            for (at, nd) in idx.run(head as usize) {
-                if boundaries_ok(nd, i, i + nd.len as usize, t, n) {
-                    probe_stats::count(3);
-                    found(at);
-                }
-            }
+            report_run(idx, head as usize, i, t, n, found);
         }
     });
 }

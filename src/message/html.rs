@@ -196,7 +196,7 @@ fn markup(
 
 fn name_end(b: &[u8], from: usize) -> usize {
     let mut j = from;
-    while j < b.len() && !matches!(b[j], b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' | b'/' | b'>') {
+    while j < b.len() && !(is_space(b[j]) || matches!(b[j], b'/' | b'>')) {
         j += 1;
     }
     j
@@ -224,7 +224,6 @@ fn end_of_raw_text(b: &[u8], from: usize, name: &[u8]) -> usize {
 /// Reads the attributes of a start tag from `from`; returns the index after
 /// its `>` and, for an image, its `alt` text. Link attributes feed `hosts`.
 fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> (usize, Option<String>) {
-    let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
     let is_meta = tag.eq_ignore_ascii_case(b"meta");
     let is_img = tag.eq_ignore_ascii_case(b"img");
     let mut alt = None;
@@ -232,7 +231,7 @@ fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> (usize,
     let mut content: Option<(usize, usize)> = None;
     let mut j = from;
     loop {
-        while j < b.len() && (is_ws(b[j]) || b[j] == b'/') {
+        while j < b.len() && (is_space(b[j]) || b[j] == b'/') {
             j += 1;
         }
         if j >= b.len() {
@@ -244,18 +243,18 @@ fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> (usize,
         }
         let ns = j;
         j += 1; // an attribute name may start with `=`
-        while j < b.len() && !is_ws(b[j]) && !matches!(b[j], b'=' | b'>' | b'/') {
+        while j < b.len() && !is_space(b[j]) && !matches!(b[j], b'=' | b'>' | b'/') {
             j += 1;
         }
         let name = &b[ns..j];
-        while j < b.len() && is_ws(b[j]) {
+        while j < b.len() && is_space(b[j]) {
             j += 1;
         }
         if b.get(j) != Some(&b'=') {
             continue;
         }
         j += 1;
-        while j < b.len() && is_ws(b[j]) {
+        while j < b.len() && is_space(b[j]) {
             j += 1;
         }
         let (vs, ve);
@@ -267,7 +266,7 @@ fn attributes(b: &[u8], from: usize, tag: &[u8], hosts: &mut HostSet) -> (usize,
             }
             _ => {
                 vs = j;
-                while j < b.len() && !is_ws(b[j]) && b[j] != b'>' {
+                while j < b.len() && !is_space(b[j]) && b[j] != b'>' {
                     j += 1;
                 }
                 ve = j;
@@ -888,22 +887,20 @@ mod tests {
         fn host_set_keeps_first_appearances(names in prop::collection::vec("[a-c]{1,2}\\.x", 0..30), cut in 0usize..30) {
             let mut set = HostSet::default();
             let mut expected: Vec<String> = Vec::new();
+            let mut insert = |set: &mut HostSet, names: &[String]| {
+                for n in names {
+                    set.insert(n.clone());
+                    if !expected.contains(n) {
+                        expected.push(n.clone());
+                    }
+                }
+                expected.clone()
+            };
             let (first, second) = names.split_at(cut.min(names.len()));
-            for n in first {
-                set.insert(n.clone());
-                if !expected.contains(n) {
-                    expected.push(n.clone());
-                }
-            }
-            let taken = expected.len();
-            prop_assert_eq!(set.take_new(), expected.join("\n"));
-            for n in second {
-                set.insert(n.clone());
-                if !expected.contains(n) {
-                    expected.push(n.clone());
-                }
-            }
-            prop_assert_eq!(set.take_new(), expected[taken..].join("\n"));
+            let seen = insert(&mut set, first);
+            prop_assert_eq!(set.take_new(), seen.join("\n"));
+            let all = insert(&mut set, second);
+            prop_assert_eq!(set.take_new(), all[seen.len()..].join("\n"));
         }
     }
 }
