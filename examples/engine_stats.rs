@@ -4,7 +4,9 @@
 //! (further arguments: tier8_min, bits_per_key, tier5_min, merge4_max;
 //! `REAL=1 MAILWARD_CORPUS=…` for the real lexicon and messages, plus
 //! `DECODED=1` for the messages' decoded texts; `MAIL=1` scans those decoded
-//! messages against the synthetic library)
+//! messages against the synthetic library; `CEILING=1` with `--features
+//! scan-ceiling` times each scan with and without the table, alternately,
+//! and prints the median ratio: what free lookups would gain)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -78,6 +80,9 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
+    if std::env::var_os("CEILING").is_some() {
+        ceiling(&lib, &text, runs);
+    }
     for _ in 0..runs {
         let t = Instant::now();
         total += s.scan_normalized(&lib, &text).len();
@@ -116,5 +121,38 @@ fn main() {
         "distinct hits {} ; {:.1} MB/s",
         total / 5,
         text.len() as f64 / secs / 1e6
+    );
+}
+
+/// Scans `text` `runs` times each way, alternately: whole, and with the
+/// table skipped (only the filters and the strings of 1 to 3 bytes).
+fn ceiling(lib: &Library, text: &str, runs: usize) {
+    use mailward::library::ceiling;
+    if !cfg!(feature = "scan-ceiling") {
+        println!("CEILING needs --features scan-ceiling");
+        return;
+    }
+    let mut s = Scanner::new();
+    let mb_s = |secs: f64| text.len() as f64 / secs / 1e6;
+    let mut ratios = Vec::new();
+    for _ in 0..runs {
+        let mut secs = [0.0; 2];
+        for (skip, sec) in secs.iter_mut().enumerate() {
+            ceiling::set(skip == 1);
+            let t = Instant::now();
+            std::hint::black_box(s.scan_normalized(lib, text).len());
+            *sec = t.elapsed().as_secs_f64();
+        }
+        println!(
+            "whole {:.1} MB/s, without the table {:.1} MB/s",
+            mb_s(secs[0]),
+            mb_s(secs[1])
+        );
+        ratios.push(secs[0] / secs[1]);
+    }
+    ceiling::set(false);
+    println!(
+        "without the table: {:.2}x the whole scan's speed (median of {runs})",
+        common::median(&mut ratios)
     );
 }

@@ -241,6 +241,7 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
     }
     tails.clear();
     tailing.clear();
+    let skip_table = ceiling::skip_table();
     // The last chunk's bytes when the text ends inside it.
     let mut spare = [0u8; CHUNK_BYTES];
     let mut base = 0;
@@ -255,6 +256,9 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
             let end = (base + CHUNK).min(n);
             let arr = chunk_bytes(t, base, &mut spare);
             filter_chunk_keys(idx, t, arr, (base, end), n, cands, &mut found);
+            if skip_table {
+                cands.clear();
+            }
             for &(_, h, _) in cands.iter() {
                 idx.prefetch_slot(h);
             }
@@ -553,6 +557,34 @@ pub mod probe_stats {
     }
 }
 
+/// The scan without its table: tuning only (feature `scan-ceiling`). While
+/// [`ceiling::set`] holds `true` on its thread, a scan runs every filter pass (and finds
+/// the strings of 1 to 3 bytes, which need no table) but drops the keys
+/// that pass instead of looking them up, so strings of 4 bytes or more are
+/// not reported. Timing both ways on one library and text bounds what any
+/// speed-up of the lookups, list walks and verification could gain.
+pub mod ceiling {
+    #[cfg(feature = "scan-ceiling")]
+    thread_local! {
+        static SKIP_TABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether this thread's scans skip the table from now on (without the
+    /// feature: no effect).
+    pub fn set(_skip_table: bool) {
+        #[cfg(feature = "scan-ceiling")]
+        SKIP_TABLE.set(_skip_table);
+    }
+
+    #[inline(always)]
+    pub(super) fn skip_table() -> bool {
+        #[cfg(feature = "scan-ceiling")]
+        return SKIP_TABLE.get();
+        #[cfg(not(feature = "scan-ceiling"))]
+        false
+    }
+}
+
 /// What the bytes held in a node say about a candidate.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Seen {
@@ -684,6 +716,30 @@ mod tests {
                 ])
             );
         }
+    }
+
+    #[cfg(feature = "scan-ceiling")]
+    #[test]
+    fn skipping_the_table_keeps_only_the_strings_that_need_none() {
+        let specs: Vec<EntrySpec> = ["x", "发", "abcd", "abcdefghij", "发票"]
+            .iter()
+            .map(|s| EntrySpec::new(*s))
+            .collect();
+        let l = lib(&specs, BuildOptions::default());
+        let text = "abcdefghij x 发票";
+        let all = pairs(&[
+            ("abcd", 1),
+            ("abcdefghij", 1),
+            ("x", 1),
+            ("发", 1),
+            ("发票", 1),
+        ]);
+        assert_eq!(found(&l, text), all);
+        ceiling::set(true);
+        let without = found(&l, text);
+        ceiling::set(false);
+        assert_eq!(without, pairs(&[("x", 1), ("发", 1)]));
+        assert_eq!(found(&l, text), all);
     }
 
     #[test]
