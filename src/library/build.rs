@@ -7,14 +7,25 @@
 //! category), the strongest action wins, every id is kept, and the merge is
 //! counted.
 //!
-//! Texts live in one byte arena rather than one `String` each, and the
-//! duplicate table stores only entry numbers, so collecting a million
-//! entries costs little more than their bytes.
+//! Texts live in one byte arena rather than one `String` each, so
+//! collecting a million entries costs little more than their bytes.
+//! Duplicates are found once, when the library is built, by sorting the
+//! entries' hashes ([`merge_duplicates`]): a hash table probed as each entry
+//! arrives reads memory at random once the library outgrows the caches,
+//! and at a million entries that was a fifth of the whole build.
+//!
+//! # Invariants
+//!
+//! * Before [`Builder::build`], `drafts` holds every entry added, duplicates
+//!   included, in the order added; `ids` names drafts by that order.
+//! * After merging, each surviving entry is the first of its key, and its
+//!   attributes are what merging its duplicates into it one by one, in the
+//!   order they were added, gives.
 
 use std::hash::BuildHasher;
 use std::time::Instant;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::index::{BuildOptions, Index, MAX_LEN, Pattern};
 use super::model::{Action, EntrySpec, MatchMode, Origin};
@@ -82,14 +93,12 @@ pub struct Builder {
     started: Instant,
     texts: Vec<u8>,
     drafts: Vec<Draft>,
-    dedup: HashTable<u32>,
-    hasher: DefaultHashBuilder,
     categories: Vec<String>,
     category_ids: HashMap<String, u32>,
+    /// The category named last: entries come in runs of one category.
+    last_category: Option<u32>,
     sources: Vec<String>,
     ids: Vec<(u32, Box<str>)>,
-    merged: usize,
-    raw_bytes: usize,
     scratch: String,
 }
 
@@ -106,14 +115,11 @@ impl Builder {
             started: Instant::now(),
             texts: Vec::new(),
             drafts: Vec::new(),
-            dedup: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
             categories: Vec::new(),
             category_ids: HashMap::new(),
+            last_category: None,
             sources: Vec::new(),
             ids: Vec::new(),
-            merged: 0,
-            raw_bytes: 0,
             scratch: String::new(),
         }
     }
@@ -126,12 +132,21 @@ impl Builder {
 
     /// The number of a category name, interning it on first use.
     pub fn category(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.category_ids.get(name) {
+        if let Some(id) = self.last_category
+            && self.categories.get(id as usize).is_some_and(|c| c == name)
+        {
             return id;
         }
-        let id = self.categories.len() as u32;
-        self.categories.push(name.to_owned());
-        self.category_ids.insert(name.to_owned(), id);
+        let id = match self.category_ids.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = self.categories.len() as u32;
+                self.categories.push(name.to_owned());
+                self.category_ids.insert(name.to_owned(), id);
+                id
+            }
+        };
+        self.last_category = Some(id);
         id
     }
 
@@ -140,15 +155,10 @@ impl Builder {
     pub fn reserve(&mut self, additional: usize, avg_len: usize) {
         self.drafts.reserve(additional);
         self.texts.reserve(additional.saturating_mul(avg_len));
-        let (drafts, texts, hasher) = (&self.drafts, &self.texts, &self.hasher);
-        self.dedup.reserve(additional, |&x| {
-            let x = &drafts[x as usize];
-            let b = &texts[x.start as usize..x.start as usize + x.len as usize];
-            hasher.hash_one((b, x.attrs.mode == MatchMode::Word))
-        });
     }
 
-    /// Entries added so far (after merging).
+    /// Entries added so far, duplicates included (they merge when the
+    /// library is built).
     pub fn len(&self) -> usize {
         self.drafts.len()
     }
@@ -169,7 +179,7 @@ impl Builder {
     }
 
     /// Adds one entry; a duplicate of an earlier one (same normalized text
-    /// and mode) is merged into it.
+    /// and mode) is merged into it when the library is built.
     pub fn add(
         &mut self,
         text: &str,
@@ -205,47 +215,21 @@ impl Builder {
         if norm.len() > MAX_LEN {
             return Err(AddError::TooLong(norm.len()));
         }
-        // Offsets are `u32` in the builder and the index.
+        // Offsets are `u32` in the builder and the index; duplicates hold
+        // their bytes until the build.
         if self.texts.len() + norm.len() > MAX_TEXT_BYTES || self.drafts.len() >= MAX_ENTRIES {
             return Err(AddError::TooLarge);
         }
-        let hash = self.hasher.hash_one((norm, attrs.mode == MatchMode::Word));
-        let texts = &self.texts;
-        let drafts = &self.drafts;
-        let same = |&d: &u32| {
-            let d = &drafts[d as usize];
-            d.attrs.mode == attrs.mode
-                && &texts[d.start as usize..d.start as usize + d.len as usize] == norm
-        };
-        let entry = if let Some(&d) = self.dedup.find(hash, same) {
-            self.merged += 1;
-            let old = &mut self.drafts[d as usize].attrs;
-            if attrs.weight > old.weight {
-                old.weight = attrs.weight;
-                old.category = attrs.category;
-            }
-            old.action = old.action.max(attrs.action);
-            d
-        } else {
-            let d = self.drafts.len() as u32;
-            self.raw_bytes += norm.len();
-            self.drafts.push(Draft {
-                start: self.texts.len() as u32,
-                len: norm.len() as u16,
-                attrs,
-                origin,
-            });
-            self.texts.extend_from_slice(norm);
-            let (texts, drafts, hasher) = (&self.texts, &self.drafts, &self.hasher);
-            self.dedup.insert_unique(hash, d, |&x| {
-                let x = &drafts[x as usize];
-                let b = &texts[x.start as usize..x.start as usize + x.len as usize];
-                hasher.hash_one((b, x.attrs.mode == MatchMode::Word))
-            });
-            d
-        };
+        let d = self.drafts.len() as u32;
+        self.drafts.push(Draft {
+            start: self.texts.len() as u32,
+            len: norm.len() as u16,
+            attrs,
+            origin,
+        });
+        self.texts.extend_from_slice(norm);
         if let Some(id) = id {
-            self.ids.push((entry, id.into()));
+            self.ids.push((d, id.into()));
         }
         Ok(())
     }
@@ -257,16 +241,19 @@ impl Builder {
             started,
             texts,
             drafts,
-            dedup,
             categories,
             sources,
             ids,
-            merged,
-            raw_bytes,
             ..
         } = self;
-        drop(dedup);
         log::debug!("library collected in {:?}", started.elapsed());
+        let added = drafts.len();
+        let hasher = DefaultHashBuilder::default();
+        let hash = |bytes: &[u8], word: bool| hasher.hash_one((bytes, word));
+        let (drafts, new_of) = merge_duplicates(&texts, drafts, hash);
+        let merged = added - drafts.len();
+        let raw_bytes = drafts.iter().map(|d| d.len as usize).sum();
+        log::debug!("duplicates merged ({merged}) after {:?}", started.elapsed());
         let patterns: Vec<Pattern> = drafts
             .iter()
             .map(|d| Pattern {
@@ -302,7 +289,7 @@ impl Builder {
         }
         let mut ids: Vec<(u32, Box<str>)> = ids
             .into_iter()
-            .map(|(e, id)| (new_pos[e as usize], id))
+            .map(|(e, id)| (new_pos[new_of[e as usize] as usize], id))
             .collect();
         // Stable: the ids of one entry stay in file order.
         ids.sort_by_key(|&(e, _)| e);
@@ -333,6 +320,251 @@ impl Builder {
             categories,
             sources,
             stats,
+        }
+    }
+}
+
+/// Merges each draft into the first draft of its key (normalized text and
+/// mode), in the order they were added: the highest weight wins with its
+/// category (the earlier on a tie), the strongest action wins. Returns the
+/// surviving drafts, in the order added, and for every draft the number
+/// of the survivor it became.
+///
+/// Duplicates are found by sorting `(hash, draft)` by hash: a key's drafts
+/// lie together, put back in the order added, and the first of them
+/// survives. Drafts of different keys with the same hash are told apart by
+/// their bytes.
+fn merge_duplicates(
+    texts: &[u8],
+    mut drafts: Vec<Draft>,
+    hash: impl Fn(&[u8], bool) -> u64,
+) -> (Vec<Draft>, Vec<u32>) {
+    let bytes = |d: &Draft| &texts[d.start as usize..d.start as usize + d.len as usize];
+    let mut keys: Vec<(u64, u32)> = drafts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (hash(bytes(d), d.attrs.mode == MatchMode::Word), i as u32))
+        .collect();
+    keys.sort_unstable_by_key(|k| k.0);
+    // `into[i]`: the draft that draft `i` merges into (itself if none).
+    let mut into: Vec<u32> = (0..drafts.len() as u32).collect();
+    let mut merged = 0;
+    for group in keys.chunk_by_mut(|a, b| a.0 == b.0) {
+        if group.len() < 2 {
+            continue;
+        }
+        group.sort_unstable_by_key(|k| k.1);
+        for (k, &(_, i)) in group.iter().enumerate() {
+            let (i, d) = (i as usize, &drafts[i as usize]);
+            // The first earlier survivor of the same key (almost always the
+            // group's first draft).
+            let same = group[..k].iter().map(|&(_, f)| f as usize).find(|&f| {
+                let e = &drafts[f];
+                into[f] as usize == f && e.attrs.mode == d.attrs.mode && bytes(e) == bytes(d)
+            });
+            if let Some(f) = same {
+                merged += 1;
+                into[i] = f as u32;
+                let new = d.attrs;
+                let old = &mut drafts[f].attrs;
+                if new.weight > old.weight {
+                    old.weight = new.weight;
+                    old.category = new.category;
+                }
+                old.action = old.action.max(new.action);
+            }
+        }
+    }
+    drop(keys);
+    if merged == 0 {
+        return (drafts, into);
+    }
+    let mut new_of = vec![0u32; drafts.len()];
+    let mut kept = Vec::with_capacity(drafts.len());
+    for (i, d) in drafts.into_iter().enumerate() {
+        // A survivor comes before its duplicates: its number is known.
+        new_of[i] = match into[i] as usize {
+            f if f == i => {
+                kept.push(d);
+                (kept.len() - 1) as u32
+            }
+            f => new_of[f],
+        };
+    }
+    (kept, new_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap as StdMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::library::normalize::normalize;
+
+    /// What merging must give, computed the plain way: one map from key to
+    /// entry, entries in the order their keys first appear.
+    struct Expected {
+        text: String,
+        mode: MatchMode,
+        weight: f64,
+        category: String,
+        action: Option<Action>,
+        line: u32,
+        ids: Vec<String>,
+    }
+
+    fn expected(specs: &[EntrySpec]) -> Vec<Expected> {
+        let mut at: StdMap<(String, MatchMode), usize> = StdMap::new();
+        let mut out: Vec<Expected> = Vec::new();
+        for s in specs {
+            let key = (normalize(&s.text), s.mode);
+            let e = match at.get(&key) {
+                Some(&k) => &mut out[k],
+                None => {
+                    at.insert(key.clone(), out.len());
+                    out.push(Expected {
+                        text: key.0,
+                        mode: s.mode,
+                        weight: s.weight,
+                        category: s.category.clone(),
+                        action: s.action,
+                        line: s.origin.line,
+                        ids: Vec::new(),
+                    });
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            if s.weight > e.weight {
+                e.weight = s.weight;
+                e.category = s.category.clone();
+            }
+            e.action = e.action.max(s.action);
+            e.ids.extend(s.id.clone());
+        }
+        out
+    }
+
+    fn check(specs: &[EntrySpec], lib: &Library) {
+        let want = expected(specs);
+        assert_eq!(lib.len(), want.len());
+        assert_eq!(lib.stats().merged_duplicates, specs.len() - want.len());
+        let mut got: Vec<Expected> = (0..lib.len() as u32)
+            .filter_map(|n| lib.entry(n))
+            .map(|e| Expected {
+                text: e.text(),
+                mode: e.mode(),
+                weight: e.weight(),
+                category: e.category().to_owned(),
+                action: e.action(),
+                line: e.origin().1,
+                ids: e.explicit_ids().map(str::to_owned).collect(),
+            })
+            .collect();
+        // The index orders entries its own way: compare in key order.
+        got.sort_by_key(|e| e.line);
+        let mut want = want;
+        want.sort_by_key(|e| e.line);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (
+                    &g.text,
+                    g.mode,
+                    g.weight,
+                    &g.category,
+                    g.action,
+                    g.line,
+                    &g.ids
+                ),
+                (
+                    &w.text,
+                    w.mode,
+                    w.weight,
+                    &w.category,
+                    w.action,
+                    w.line,
+                    &w.ids
+                )
+            );
+        }
+    }
+
+    fn spec(
+        (text, weight, category, action, word, id): (usize, usize, usize, usize, bool, bool),
+        line: usize,
+    ) -> EntrySpec {
+        // Texts that normalize alike: case, full-width forms, spaces, and
+        // whitespace between CJK characters.
+        const TEXTS: [&str; 9] = [
+            "spam",
+            "SPAM",
+            "ｓｐａｍ",
+            "spam ",
+            "eggs",
+            "发票",
+            "发 票",
+            "a b",
+            "a  b",
+        ];
+        let actions = [
+            None,
+            Some(Action::Tag),
+            Some(Action::Tempfail),
+            Some(Action::Reject),
+        ];
+        let mut s = EntrySpec::new(TEXTS[text % TEXTS.len()]);
+        s.weight = [0.5, 1.0, 2.0, 2.0, 3.5][weight % 5];
+        s.category = ["x", "y", "z"][category % 3].into();
+        s.action = actions[action % 4];
+        if word {
+            s.mode = MatchMode::Word;
+        }
+        s.id = id.then(|| format!("id{line}"));
+        s.origin.line = line as u32 + 1;
+        s
+    }
+
+    proptest! {
+        #[test]
+        fn duplicates_merge_as_if_one_at_a_time(
+            raw in prop::collection::vec(
+                (0..9usize, 0..5usize, 0..3usize, 0..4usize, any::<bool>(), any::<bool>()),
+                0..60,
+            )
+        ) {
+            let specs: Vec<EntrySpec> = raw.into_iter().enumerate().map(|(i, r)| spec(r, i)).collect();
+            let lib = Library::from_specs(&specs, BuildOptions::default()).expect("valid specs");
+            check(&specs, &lib);
+        }
+    }
+
+    #[test]
+    fn keys_with_one_hash_are_told_apart_by_their_bytes() {
+        // Every draft hashes alike: only the bytes and the mode separate keys.
+        let specs: Vec<EntrySpec> = (0..40)
+            .map(|i| spec((i * 7, i, i, i, i % 3 == 0, i % 2 == 0), i))
+            .collect();
+        let mut b = Builder::default();
+        for s in &specs {
+            b.add_spec(s).expect("valid spec");
+        }
+        let (drafts, new_of) = merge_duplicates(&b.texts, std::mem::take(&mut b.drafts), |_, _| 7);
+        let want = expected(&specs);
+        assert_eq!(drafts.len(), want.len());
+        for (d, w) in drafts.iter().zip(&want) {
+            let text = &b.texts[d.start as usize..d.start as usize + d.len as usize];
+            assert_eq!(text, w.text.as_bytes());
+            assert_eq!(
+                (d.attrs.mode, d.attrs.weight, d.attrs.action, d.origin.line),
+                (w.mode, w.weight, w.action, w.line)
+            );
+            assert_eq!(b.categories[d.attrs.category as usize], w.category);
+        }
+        // Each draft became the survivor of its key.
+        for (i, s) in specs.iter().enumerate() {
+            let w = &want[new_of[i] as usize];
+            assert_eq!((normalize(&s.text), s.mode), (w.text.clone(), w.mode));
         }
     }
 }
