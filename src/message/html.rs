@@ -110,22 +110,30 @@ impl Out {
 
     /// Appends `t` with its runs of whitespace collapsed to one space
     /// (deferred: none before the first word, nor at the end).
+    ///
+    /// Words separated by one plain space, the usual case, are copied as
+    /// one span rather than word by word.
     fn text(&mut self, t: &str) {
         let b = t.as_bytes();
-        let mut run = 0;
-        for (k, &c) in b.iter().enumerate() {
-            if is_space(c) {
-                if run < k {
-                    self.flush_space();
-                    self.s.push_str(&t[run..k]);
-                }
+        let mut k = 0;
+        while k < b.len() {
+            if is_space(b[k]) {
                 self.space = true;
-                run = k + 1;
+                k += 1;
+                continue;
             }
-        }
-        if run < b.len() {
+            // A span: words joined by single spaces, ending before other
+            // whitespace, a run of it, or the end.
+            let start = k;
+            while k < b.len() {
+                match b[k] {
+                    b' ' if k + 1 < b.len() && !is_space(b[k + 1]) => k += 2,
+                    c if is_space(c) => break,
+                    _ => k += 1,
+                }
+            }
             self.flush_space();
-            self.s.push_str(&t[run..]);
+            self.s.push_str(&t[start..k]);
         }
     }
 
@@ -881,7 +889,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `Out::text` as it was first written: word by word.
+    fn text_by_words(out: &mut Out, t: &str) {
+        for (k, word) in t.split(is_space_char).enumerate() {
+            if k > 0 {
+                out.space = true;
+            }
+            if !word.is_empty() {
+                out.flush_space();
+                out.s.push_str(word);
+            }
+        }
+    }
+
+    fn is_space_char(c: char) -> bool {
+        c.is_ascii() && is_space(c as u8)
+    }
+
     proptest! {
+        /// Spans copied whole give what copying word by word gives, over
+        /// several calls (the pending space carries from one to the next).
+        #[test]
+        fn text_spans_equal_words(parts in prop::collection::vec("[ a\t\n\r\x0c发b]{0,12}", 0..6)) {
+            let (mut fast, mut slow) = (Out { s: String::new(), space: false }, Out { s: String::new(), space: false });
+            for p in &parts {
+                fast.text(p);
+                text_by_words(&mut slow, p);
+                prop_assert_eq!(&fast.s, &slow.s);
+                prop_assert_eq!(fast.space, slow.space);
+            }
+        }
+
         /// Distinct names in order of first appearance, each once.
         #[test]
         fn host_set_keeps_first_appearances(names in prop::collection::vec("[a-c]{1,2}\\.x", 0..30), cut in 0usize..30) {
