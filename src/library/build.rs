@@ -12,7 +12,7 @@
 //! Duplicates are found once, when the library is built, by sorting the
 //! entries' hashes ([`merge_duplicates`]): a hash table probed as each entry
 //! arrives reads memory at random once the library outgrows the caches,
-//! and at a million entries that was a fifth of the whole build.
+//! and at a million entries that was up to a fifth of the whole build.
 //!
 //! # Invariants
 //!
