@@ -714,10 +714,9 @@ pub(super) fn load_str(
 
     // Lines of the list items, for the origins of entries without an id;
     // only trusted when they account for every item.
-    let entry_lines =
-        Some(block_item_lines(text, "entries")).filter(|l| l.len() == model.entries.len());
-    let include_lines =
-        Some(block_item_lines(text, "include")).filter(|l| l.len() == model.include.len());
+    let [entry_lines, include_lines] = block_item_lines(text, ["entries", "include"]);
+    let entry_lines = Some(entry_lines).filter(|l| l.len() == model.entries.len());
+    let include_lines = Some(include_lines).filter(|l| l.len() == model.include.len());
 
     // Integer shorthands: their text is what the author wrote.
     let wanted: Vec<bool> = model.entries.iter().map(|e| e.integer).collect();
@@ -840,13 +839,14 @@ fn line_col(bytes: &[u8], pos: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Lines (1-based) of the items of the block sequence under the top-level
-/// `key`. A flow sequence, or any layout this does not follow, gives a
-/// count that does not match the parsed items, and the caller then
-/// ignores it.
-fn block_item_lines(text: &str, key: &str) -> Vec<usize> {
-    let mut lines = Vec::new();
-    let mut inside = false;
+/// Lines (1-based) of the items of the block sequence under each
+/// top-level key of `keys`, in one pass over the text. A flow sequence, or
+/// any layout this does not follow, gives a count that does not match the
+/// parsed items, and the caller then ignores it.
+fn block_item_lines<const N: usize>(text: &str, keys: [&str; N]) -> [Vec<usize>; N] {
+    let mut lines: [Vec<usize>; N] = std::array::from_fn(|_| Vec::new());
+    // The key whose block the line is in, and the depth of its items.
+    let mut inside: Option<usize> = None;
     let mut indent: Option<usize> = None;
     for (i, line) in text.lines().enumerate() {
         let content = line.trim_start_matches(' ');
@@ -855,21 +855,24 @@ fn block_item_lines(text: &str, key: &str) -> Vec<usize> {
             continue;
         }
         if depth == 0 && !content.starts_with('-') {
-            // A top-level key: ours starts the block, any other ends it.
-            inside = content
-                .strip_prefix(key)
-                .and_then(|r| r.trim_start().strip_prefix(':'))
-                .is_some_and(|r| r.trim().is_empty() || r.trim_start().starts_with('#'));
+            // A top-level key: one of ours starts its block, any other
+            // ends the block.
+            inside = keys.iter().position(|key| {
+                content
+                    .strip_prefix(key)
+                    .and_then(|r| r.trim_start().strip_prefix(':'))
+                    .is_some_and(|r| r.trim().is_empty() || r.trim_start().starts_with('#'))
+            });
             indent = None;
             continue;
         }
-        if !inside {
+        let Some(k) = inside else {
             continue;
-        }
+        };
         let is_item = content == "-" || content.starts_with("- ") || content.starts_with("-\t");
         if is_item && indent.is_none_or(|d| d == depth) {
             indent = Some(depth);
-            lines.push(i + 1);
+            lines[k].push(i + 1);
         }
     }
     lines

@@ -1013,7 +1013,7 @@ fn flow_sequences_fall_back_to_line_zero() {
     // A layout whose item count does not match is not trusted either: here
     // a quoted scalar continues on a line that looks like an item.
     let text = "entries:\n  - a\n  - \"b\n  - c\"\n";
-    assert_eq!(block_item_lines(text, "entries"), [2, 3, 4]);
+    assert_eq!(block_item_lines(text, ["entries"])[0], [2, 3, 4]);
     let l = lib(text);
     assert_eq!(l.len(), 2);
     assert_eq!(find(&l, "a").id(), "lib.yaml:0");
@@ -1023,25 +1023,34 @@ fn flow_sequences_fall_back_to_line_zero() {
 #[test]
 fn block_item_lines_heuristic() {
     let text = "entries:\n  - a\n  - b: |\n      - c\n    d: 1\n  -\n    e: 2\ninclude:\n  - x\n";
-    assert_eq!(block_item_lines(text, "entries"), [2, 3, 6]);
-    assert_eq!(block_item_lines(text, "include"), [9]);
-    assert_eq!(block_item_lines(text, "defaults"), Vec::<usize>::new());
+    assert_eq!(block_item_lines(text, ["entries"])[0], [2, 3, 6]);
+    assert_eq!(block_item_lines(text, ["include"])[0], [9]);
+    assert_eq!(block_item_lines(text, ["defaults"])[0], Vec::<usize>::new());
+    // Both keys in one pass, as the loader asks.
+    assert_eq!(
+        block_item_lines(text, ["entries", "include"]),
+        [vec![2, 3, 6], vec![9]]
+    );
+    assert_eq!(
+        block_item_lines(text, ["include", "entries"]),
+        [vec![9], vec![2, 3, 6]]
+    );
     // A key whose value is on its own line is not a block.
     assert_eq!(
-        block_item_lines("entries: [a]\n", "entries"),
+        block_item_lines("entries: [a]\n", ["entries"])[0],
         Vec::<usize>::new()
     );
     assert_eq!(
-        block_item_lines("entries: &x\n  - a\n", "entries"),
+        block_item_lines("entries: &x\n  - a\n", ["entries"])[0],
         Vec::<usize>::new()
     );
     // A longer key that starts like ours is another key.
     assert_eq!(
-        block_item_lines("entries2:\n  - a\n", "entries"),
+        block_item_lines("entries2:\n  - a\n", ["entries"])[0],
         Vec::<usize>::new()
     );
     assert_eq!(
-        block_item_lines("entries:   # c\n- a\n-\tb\n", "entries"),
+        block_item_lines("entries:   # c\n- a\n-\tb\n", ["entries"])[0],
         [2, 3]
     );
 }
