@@ -69,25 +69,16 @@ fn main() {
         found(&b, &mut scanner, &text),
     );
     assert!(fa == fb, "A and B find different entries");
-    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let mut time = |lib: &Library| {
-            let t = Instant::now();
-            std::hint::black_box(scanner.scan_normalized(lib, &text).len());
-            t.elapsed().as_secs_f64()
-        };
-        let (x, y) = (time(&a), time(&b));
-        ta.push(x);
-        tb.push(y);
-        ratios.push(x / y);
-    }
-    let mib = |v: &mut [f64]| text.len() as f64 / common::median(v) / (1 << 20) as f64;
-    let (speed_a, speed_b) = (mib(&mut ta), mib(&mut tb));
-    let mid = common::median(&mut ratios);
+    let (mut scan_a, mut scan_b) = (Scanner::new(), Scanner::new());
+    let scan = |scanner: &mut Scanner, lib: &Library| {
+        std::hint::black_box(scanner.scan_normalized(lib, &text).len());
+    };
+    // B first: the ratio is how many times faster the first job ran.
+    let times = common::alternate(rounds, || scan(&mut scan_b, &b), || scan(&mut scan_a, &a));
+    let (speed_b, speed_a) = times.mib_s(text.len());
+    let (mid, low, high) = times.ratio();
     println!(
-        "A {speed_a:.1} MiB/s  B {speed_b:.1} MiB/s (medians)  speed B/A {mid:.3} (min {:.3}, max {:.3}), {} entries found by both",
-        ratios[0],
-        ratios[ratios.len() - 1],
+        "A {speed_a:.1} MiB/s  B {speed_b:.1} MiB/s (medians)  speed B/A {mid:.3} (min {low:.3}, max {high:.3}), {} entries found by both",
         fa.len()
     );
 }

@@ -132,27 +132,28 @@ fn ceiling(lib: &Library, text: &str, runs: usize) {
         println!("CEILING needs --features scan-ceiling");
         return;
     }
-    let mut s = Scanner::new();
+    let (mut whole, mut skipping) = (Scanner::new(), Scanner::new());
+    let times = common::alternate(
+        runs,
+        || {
+            ceiling::set(true);
+            std::hint::black_box(skipping.scan_normalized(lib, text).len());
+            ceiling::set(false);
+        },
+        || {
+            std::hint::black_box(whole.scan_normalized(lib, text).len());
+        },
+    );
     let mb_s = |secs: f64| text.len() as f64 / secs / 1e6;
-    let mut ratios = Vec::new();
-    for _ in 0..runs {
-        let mut secs = [0.0; 2];
-        for (skip, sec) in secs.iter_mut().enumerate() {
-            ceiling::set(skip == 1);
-            let t = Instant::now();
-            std::hint::black_box(s.scan_normalized(lib, text).len());
-            *sec = t.elapsed().as_secs_f64();
-        }
+    for (without, with) in times.first.iter().zip(&times.second) {
         println!(
             "whole {:.1} MB/s, without the table {:.1} MB/s",
-            mb_s(secs[0]),
-            mb_s(secs[1])
+            mb_s(*with),
+            mb_s(*without)
         );
-        ratios.push(secs[0] / secs[1]);
     }
-    ceiling::set(false);
     println!(
         "without the table: {:.2}x the whole scan's speed (median of {runs})",
-        common::median(&mut ratios)
+        times.ratio().0
     );
 }

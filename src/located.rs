@@ -178,12 +178,9 @@ pub(crate) mod garble {
             // YAML breaks lines at CR, NEL, LS and PS too: counting each
             // as a break bounds the lines and a line's width from above.
             let brk = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
-            let lines = text.split(brk).count();
-            let widest = text
+            let (lines, widest) = text
                 .split(brk)
-                .map(|l| l.chars().count())
-                .max()
-                .unwrap_or(0);
+                .fold((0, 0), |(n, w), l| (n + 1, w.max(l.chars().count())));
             prop_assert!(e.line <= lines + 1, "{} beyond {} lines", e, lines);
             prop_assert!(e.column <= widest + 2, "{} beyond {} columns", e, widest);
             prop_assert!(e.line > 0 || e.column == 0, "{}", e);

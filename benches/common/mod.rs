@@ -285,6 +285,54 @@ pub fn messages(dir: &Path) -> Vec<Vec<u8>> {
     paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
+/// Seconds per round of two jobs timed alternately (see [`alternate`]).
+pub struct Alternated {
+    pub first: Vec<f64>,
+    pub second: Vec<f64>,
+}
+
+impl Alternated {
+    /// Each job's median speed over `bytes`, in MiB/s.
+    pub fn mib_s(&self, bytes: usize) -> (f64, f64) {
+        let mib = |v: &[f64]| bytes as f64 / median(&mut v.to_vec()) / (1 << 20) as f64;
+        (mib(&self.first), mib(&self.second))
+    }
+
+    /// Median, lowest and highest of the per-round ratios second / first
+    /// in time: how many times faster the first job ran.
+    pub fn ratio(&self) -> (f64, f64, f64) {
+        let mut r: Vec<f64> = self
+            .first
+            .iter()
+            .zip(&self.second)
+            .map(|(a, b)| b / a)
+            .collect();
+        let mid = median(&mut r);
+        (mid, r[0], r[r.len() - 1])
+    }
+}
+
+/// Times `first` and `second` alternately, `rounds` rounds (at least one).
+/// The VMs these figures come from change speed within seconds: the ratio
+/// of two jobs run back to back is far steadier than that of two medians
+/// taken a minute apart, so the ratio is taken round by round.
+pub fn alternate(rounds: usize, mut first: impl FnMut(), mut second: impl FnMut()) -> Alternated {
+    let secs = |f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        a.push(secs(&mut first));
+        b.push(secs(&mut second));
+    }
+    Alternated {
+        first: a,
+        second: b,
+    }
+}
+
 /// mailward against aho-corasick's NFA on one text, timed alternately
 /// (see [`versus_nfa`]).
 pub struct Versus {
@@ -299,10 +347,7 @@ pub struct Versus {
 }
 
 /// Times a scan of `text` by `lib` and by `ac` alternately, `rounds`
-/// rounds (at least one). The VMs these figures come from change speed
-/// within seconds: the ratio of two scans run back to back is far steadier
-/// than that of two medians taken a minute apart, so the ratio is taken
-/// round by round.
+/// rounds (at least one; see [`alternate`]).
 pub fn versus_nfa(
     rounds: usize,
     lib: &mailward::library::Library,
@@ -310,31 +355,24 @@ pub fn versus_nfa(
     text: &str,
 ) -> Versus {
     let mut scanner = mailward::library::Scanner::new();
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let mut matches = (0, 0);
-    for _ in 0..rounds.max(1) {
-        let t = std::time::Instant::now();
-        let hits = scanner.scan_normalized(lib, text);
-        matches.0 = hits.iter().map(|h| h.count as usize).sum();
-        let a = t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        matches.1 = ac.find_overlapping_iter(text).count();
-        let b = t.elapsed().as_secs_f64();
-        ours.push(a);
-        theirs.push(b);
-        ratios.push(b / a);
-    }
-    let mib = |v: &mut Vec<f64>| text.len() as f64 / median(v) / (1 << 20) as f64;
-    ratios.sort_by(f64::total_cmp);
+    let (mut ours, mut theirs) = (0, 0);
+    let times = alternate(
+        rounds,
+        || {
+            ours = scanner
+                .scan_normalized(lib, text)
+                .iter()
+                .map(|h| h.count as usize)
+                .sum()
+        },
+        || theirs = ac.find_overlapping_iter(text).count(),
+    );
+    let (speed_ours, speed_theirs) = times.mib_s(text.len());
     Versus {
-        ours: mib(&mut ours),
-        theirs: mib(&mut theirs),
-        ratio: (
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1],
-        ),
-        matches,
+        ours: speed_ours,
+        theirs: speed_theirs,
+        ratio: times.ratio(),
+        matches: (ours, theirs),
     }
 }
 

@@ -87,6 +87,13 @@ struct Draft {
     origin: Origin,
 }
 
+impl Draft {
+    /// The normalized bytes, in the builder's arena `texts`.
+    fn bytes<'a>(&self, texts: &'a [u8]) -> &'a [u8] {
+        &texts[self.start as usize..self.start as usize + self.len as usize]
+    }
+}
+
 /// Collects entries and builds a [`Library`].
 pub struct Builder {
     opts: BuildOptions,
@@ -257,7 +264,7 @@ impl Builder {
         let patterns: Vec<Pattern> = drafts
             .iter()
             .map(|d| Pattern {
-                bytes: &texts[d.start as usize..d.start as usize + d.len as usize],
+                bytes: d.bytes(&texts),
                 word: d.attrs.mode == MatchMode::Word,
             })
             .collect();
@@ -339,7 +346,7 @@ fn merge_duplicates(
     mut drafts: Vec<Draft>,
     hash: impl Fn(&[u8], bool) -> u64,
 ) -> (Vec<Draft>, Vec<u32>) {
-    let bytes = |d: &Draft| &texts[d.start as usize..d.start as usize + d.len as usize];
+    let bytes = |d: &Draft| d.bytes(texts);
     let mut keys: Vec<(u64, u32)> = drafts
         .iter()
         .enumerate()
@@ -553,7 +560,7 @@ mod tests {
         let want = expected(&specs);
         assert_eq!(drafts.len(), want.len());
         for (d, w) in drafts.iter().zip(&want) {
-            let text = &b.texts[d.start as usize..d.start as usize + d.len as usize];
+            let text = d.bytes(&b.texts);
             assert_eq!(text, w.text.as_bytes());
             assert_eq!(
                 (d.attrs.mode, d.attrs.weight, d.attrs.action, d.origin.line),
