@@ -21,10 +21,12 @@
 //! input order; the links come from sorting `(keyword, position)` pairs),
 //! then frozen: each list is laid out as one contiguous run of nodes, the
 //! following slot is the next element, and a `LAST` bit ends the run. The
-//! table (`hashbrown::HashTable<Slot>`) maps a keyword to the first node
-//! of its run; a bucket holds the node number and a 32-bit check (28 more
-//! bits of the hash and the keyword's kind), so a key that is absent is
-//! refused without reading a node. Strings of 1 to 3 bytes are not in the
+//! table (`hashbrown::HashTable<u32>`) maps a keyword to the first node
+//! of its run; a bucket is the node number alone. hashbrown's control byte
+//! (seven bits of the hash) refuses most absent keys without reading a
+//! bucket; a key whose control byte matches is confirmed against the
+//! keyword in the node's prefix, which verifying its strings reads anyway.
+//! Strings of 1 to 3 bytes are not in the
 //! table: `byte_nodes` and `pair_nodes` name the runs of those of 1 or 2
 //! bytes directly, and `short3` (a `HashTable` of its own, a few entries
 //! that stay in the caches) those of 3 bytes.
@@ -45,9 +47,9 @@
 //!   entry per run of strings of 4 bytes or more, `short3` one per run of
 //!   3-byte strings, each at the run's first node;
 //!   the last node of a run, and only it, has `LAST` set.
-//! * Unless `confirm_keys` is set, no two keys of the table share a check
-//!   on a probe path, so the first bucket whose check matches is the key's
-//!   own (checked while the table is built).
+//! * Each key of the table is the keyword of the node its bucket names
+//!   ([`Index::is_key`]), so a list found for a key is that key's list once
+//!   the node confirms it.
 //! * The filter of each kind holds every keyword of that kind (the short
 //!   filter: of the 3-byte strings); when the 4-byte keywords ride on the
 //!   3-byte pass, the union filter holds every 3-byte keyword and, in the
@@ -57,7 +59,14 @@
 //!
 //! # Costs traded
 //!
-//! A node is 16 bytes and a bucket 8 (plus hashbrown's control byte); most
+//! A node is 16 bytes and a bucket 4 (plus hashbrown's control byte): at a
+//! million strings the table is 10 MiB instead of the 18 MiB of buckets
+//! holding a 32-bit check beside the node number. The price: a key whose
+//! control byte matches another key's earlier on its probe path (0.4 % of
+//! 19 000 keys in a test) reads that key's node first, then probes again,
+//! and an absent key whose control byte matches is refused only by a node
+//! (by estimate, 16 buckets of a group half full against a 7-bit tag:
+//! some 6 % of the absent keys that pass a filter). Most
 //! candidates are verified (or refused) by one masked 64-bit compare of the
 //! prefix without touching `tails`. The filters cost two to four bytes per
 //! keyword and keep the table out of the scan loop for almost every text
@@ -192,30 +201,11 @@ pub(crate) struct Pattern<'a> {
     pub word: bool,
 }
 
-/// A bucket of the total table.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
-    /// First node of the list.
-    pub node: u32,
-    /// See [`check_of`].
-    check: u32,
-}
-
-/// The check a bucket holds for `key` of hash `h`: bits 36..64 of the hash
-/// and, in the low four bits, the key's kind code (the tag byte; 15 for an
-/// 8-byte window, whose byte 5 is text). Two keys with the same check are
-/// of the same kind, so a string verified at a candidate's position proves
-/// that its keyword is the key looked up.
-#[inline(always)]
-fn check_of(h: u64, key: u64) -> u32 {
-    ((h >> 32) as u32 & !0xF) | ((key >> 40) & 0xFF).min(15) as u32
-}
-
 /// The addresses of the table's parts, learned after the build so that the
 /// scan can prefetch a key's control bytes and home bucket before it looks
 /// the key up (on an index larger than the caches each lookup is otherwise
 /// two dependent misses). hashbrown keeps the buckets just below the
-/// control bytes, bucket `i` at `ctrl - (i + 1) * size_of::<Slot>()`, and
+/// control bytes, bucket `i` at `ctrl - 4 (i + 1)`, and
 /// starts a probe at control byte `hash & (buckets - 1)`. This is checked
 /// against [`HashTable::get_bucket`] for every occupied bucket at build
 /// time; if it does not hold, there is no layout and the scan only loses
@@ -227,8 +217,8 @@ struct TableLayout {
 }
 
 impl TableLayout {
-    fn learn(table: &HashTable<Slot>) -> Option<TableLayout> {
-        let size = std::mem::size_of::<Slot>();
+    fn learn(table: &HashTable<u32>) -> Option<TableLayout> {
+        let size = std::mem::size_of::<u32>();
         let buckets = table.num_buckets();
         let first = table.iter_buckets().next()?;
         let ctrl = std::ptr::from_ref(table.get_bucket(first)?) as usize + (first + 1) * size;
@@ -248,8 +238,7 @@ impl TableLayout {
 
     #[inline(always)]
     fn bucket(&self, i: usize) -> usize {
-        self.ctrl
-            .wrapping_sub((i + 1) * std::mem::size_of::<Slot>())
+        self.ctrl.wrapping_sub((i + 1) * std::mem::size_of::<u32>())
     }
 }
 
@@ -355,16 +344,13 @@ pub(crate) const UNION: u16 = u16::MAX;
 pub(crate) struct Index {
     pub nodes: Vec<Node>,
     pub tails: Vec<u8>,
-    /// Keyword -> first node of its list. A bucket holds the node number
-    /// and 32 more bits of the key's hash, so that a key that is not in the
-    /// table is refused without reading a node; a key whose check matches
-    /// is confirmed against the node's prefix.
-    pub table: HashTable<Slot>,
+    /// Keyword -> first node of its list. A bucket is the node number
+    /// alone: the key is in the node's prefix, which verifying a candidate
+    /// reads anyway (see [`Index::find_slot`]).
+    pub table: HashTable<u32>,
     /// Where the table keeps its control bytes and buckets, for prefetching
     /// (see [`TableLayout`]); `None` when it could not be confirmed.
     layout: Option<TableLayout>,
-    /// Two keys of the table share a check (see [`Index::find_slot`]).
-    pub confirm_keys: bool,
     /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
     /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
@@ -392,8 +378,11 @@ pub(crate) struct Index {
     pub longest_list: usize,
 }
 
+/// [`mask`] of each kind's window width (none for the short kind).
+const WINDOW_MASK: [u64; KINDS] = [0, mask(4), mask(5), mask(6), mask(7), mask(8)];
+
 #[inline(always)]
-pub(crate) fn mask(k: usize) -> u64 {
+pub(crate) const fn mask(k: usize) -> u64 {
     if k >= 8 {
         u64::MAX
     } else {
@@ -602,7 +591,6 @@ impl Index {
                 per_kind.iter().sum::<usize>() - pair_strings - three_heads,
             ),
             layout: None,
-            confirm_keys: false,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
             // The keys in the union need no filter of their own.
@@ -657,7 +645,6 @@ impl Index {
         } else if three_heads > 0 {
             index.passes.push(three(KIND_SHORT));
         }
-        let buckets = index.table.num_buckets();
         let mut run = 0;
         for pos in 0..index.nodes.len() {
             run += 1;
@@ -683,10 +670,6 @@ impl Index {
                 index.longest_list = index.longest_list.max(run);
                 run = 0;
             }
-        }
-        // Placements are only known to be checked if the table never grew.
-        if index.table.num_buckets() != buckets {
-            index.confirm_keys = true;
         }
         // Padding: the scan reads tails eight bytes at a time.
         index.tails.extend_from_slice(&[0; 8]);
@@ -746,33 +729,36 @@ impl Index {
     /// The head of the list for `key`, whose hash is `h`.
     #[inline(always)]
     pub fn find(&self, h: u64, key: u64) -> Option<usize> {
-        let check = check_of(h, key);
         self.table
-            .find(h, |s| {
-                s.check == check && node_key(&self.nodes, s.node) == key
-            })
-            .map(|s| s.node as usize)
+            .find(h, |&n| self.is_key(n as usize, key))
+            .map(|&n| n as usize)
     }
 
-    /// The head of the first list on the probe path of `key` (of hash `h`)
-    /// whose check matches, without reading a node. Unless
-    /// [`Index::confirm_keys`], this is `key`'s list if `key` is in the
-    /// table (no two keys share a check on a probe path) and a list of
-    /// another key of the same kind otherwise, on which no string verifies.
-    /// With it, the caller confirms the key with [`Index::is_key`] and, if
-    /// it is another, falls back to [`Index::find`].
+    /// The head of the first list on the probe path of a key of hash `h`
+    /// whose control byte (seven bits of the hash) matches, without reading
+    /// a node: `None` if the key is surely absent. Usually the key's own
+    /// list; the caller confirms it with [`Index::is_key`] (reading the node
+    /// it is about to verify anyway) and, if it is another key's, falls
+    /// back to [`Index::find`].
     #[inline(always)]
-    pub fn find_slot(&self, h: u64, key: u64) -> Option<usize> {
-        let check = check_of(h, key);
-        self.table
-            .find(h, |s| s.check == check)
-            .map(|s| s.node as usize)
+    pub fn find_slot(&self, h: u64) -> Option<usize> {
+        self.table.find(h, |_| true).map(|&n| n as usize)
     }
 
-    /// Whether node `n` heads the list of `key`.
+    /// Whether the window keyword of node `n` is `key` (the lean
+    /// [`node_key`] of the table's kinds; false for a short string).
     #[inline(always)]
     pub fn is_key(&self, n: usize, key: u64) -> bool {
-        node_key(&self.nodes, n as u32) == key
+        let Some(node) = self.nodes.get(n) else {
+            return false;
+        };
+        let (kind, off) = (node.kind() as usize, node.kw_off());
+        let shift = if off + width(kind as u16) <= 8 {
+            8 * off
+        } else {
+            0
+        };
+        kind < KINDS && ((node.prefix >> shift) & WINDOW_MASK[kind]) | TAG[kind] == key
     }
 
     /// Prefetches what looking up a key of hash `h` reads first: the line of
@@ -805,24 +791,8 @@ impl Index {
     /// Puts the list at node `pos`, of keyword `key`, in the table.
     fn insert_key(&mut self, pos: usize, key: u64) {
         let nodes = &self.nodes;
-        let h = mix(key);
-        let slot = Slot {
-            node: pos as u32,
-            check: check_of(h, key),
-        };
-        let rehash = |s: &Slot| mix(node_key(nodes, s.node));
-        // A key whose check an earlier key on its probe path shares would be
-        // shadowed by it in `find_slot`: then every list found is confirmed
-        // against its key.
-        match self.table.entry(h, |s| s.check == slot.check, rehash) {
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(slot);
-            }
-            hashbrown::hash_table::Entry::Occupied(_) => {
-                self.confirm_keys = true;
-                self.table.insert_unique(h, slot, rehash);
-            }
-        }
+        self.table
+            .insert_unique(mix(key), pos as u32, |&n| mix(node_key(nodes, n)));
     }
 
     /// The head of the run of the 3-byte string whose bytes are `v`.
@@ -937,16 +907,41 @@ mod tests {
     }
 
     #[test]
-    fn checks_tell_kinds_apart() {
-        let w = u64::from_le_bytes(*b"abcdefgh");
-        let keys = [
-            key_of_window(w, KIND_SHORT, 3),
-            key_of_window(w, 1, 0),
-            key_of_window(w, 2, 0),
-            key_of_window(w, 5, 0),
-        ];
-        let codes: Vec<u32> = keys.iter().map(|&k| check_of(0, k)).collect();
-        assert_eq!(codes, [4, 1, 5, 15]);
+    fn keys_are_confirmed_by_their_node_and_kind() {
+        // Enough keys that some share their control byte with another key
+        // earlier on their probe path: the first match is then not theirs.
+        let strs: Vec<String> = (0..20_000).map(|i| format!("w{i:05}q")).collect();
+        let mut strs: Vec<&str> = strs.iter().map(String::as_str).collect();
+        strs.extend(["abcdefghijk", "xabcdefgh", "abcd", "abcde"]);
+        let (idx, _) = build(&strs, BuildOptions::default());
+        let mut shadowed = 0;
+        for &head in &idx.table {
+            let head = head as usize;
+            let key = node_key(&idx.nodes, head as u32);
+            let h = mix(key);
+            assert!(idx.is_key(head, key));
+            assert_eq!(idx.find(h, key), Some(head));
+            let first = idx.find_slot(h).expect("a present key has a match");
+            if first != head {
+                shadowed += 1;
+                assert!(!idx.is_key(first, key));
+            }
+            // The same bytes as a key of another kind are another key.
+            let node = &idx.nodes[head];
+            let w = node.prefix >> (8 * (node.kw_off() - node.anchor()));
+            for kind in 1..KINDS as u16 {
+                let other = key_of_window(w, kind, 0);
+                assert_eq!(
+                    idx.is_key(head, other),
+                    kind == node.kind(),
+                    "{kind} {node:?}"
+                );
+            }
+        }
+        assert!(
+            shadowed > 0,
+            "no key was shadowed: the fallback went untested"
+        );
     }
 
     #[test]
