@@ -205,7 +205,7 @@ pub(crate) struct Pattern<'a> {
 /// scan can prefetch a key's control bytes and home bucket before it looks
 /// the key up (on an index larger than the caches each lookup is otherwise
 /// two dependent misses). hashbrown keeps the buckets just below the
-/// control bytes, bucket `i` at `ctrl - 4 (i + 1)`, and
+/// control bytes, bucket `i` (4 bytes) at `ctrl - (i + 1) * 4`, and
 /// starts a probe at control byte `hash & (buckets - 1)`. This is checked
 /// against [`HashTable::get_bucket`] for every occupied bucket at build
 /// time; if it does not hold, there is no layout and the scan only loses
