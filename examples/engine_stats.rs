@@ -5,8 +5,9 @@
 //! `REAL=1 MAILWARD_CORPUS=…` for the real lexicon and messages, plus
 //! `DECODED=1` for the messages' decoded texts; `MAIL=1` scans those decoded
 //! messages against the synthetic library; `CEILING=1` with `--features
-//! scan-ceiling` times each scan with and without the table, alternately,
-//! and prints the median ratio: what free lookups would gain)
+//! scan-ceiling` times the whole scan against scans cut after each of the
+//! pipeline's stages, alternately, and prints the share of the time each
+//! stage costs: the `Filters` row is what free lookups would gain)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -82,6 +83,8 @@ fn main() {
         .unwrap_or(7);
     if std::env::var_os("CEILING").is_some() {
         ceiling(&lib, &text, runs);
+        // The cut scans' counts are not the whole scan's.
+        let _ = mailward::library::probe_stats::take();
     }
     for _ in 0..runs {
         let t = Instant::now();
@@ -124,36 +127,52 @@ fn main() {
     );
 }
 
-/// Scans `text` `runs` times each way, alternately: whole, and with the
-/// table skipped (only the filters and the strings of 1 to 3 bytes).
+/// For each [`ceiling::Cut`], scans `text` `runs` times each way,
+/// alternately: whole, and cut after that stage. The median ratio of each
+/// cut gives the share of the whole scan's time left at that cut; the
+/// differences between successive cuts are what each stage costs.
+#[cfg(feature = "scan-ceiling")]
 fn ceiling(lib: &Library, text: &str, runs: usize) {
-    use mailward::library::ceiling;
-    if !cfg!(feature = "scan-ceiling") {
-        println!("CEILING needs --features scan-ceiling");
-        return;
+    use mailward::library::ceiling::{self, Cut};
+    let (mut whole, mut cut_short) = (Scanner::new(), Scanner::new());
+    let mut left_before = 1.0;
+    let mut rows = Vec::new();
+    for cut in [
+        Cut::Walk,
+        Cut::NodePrefetch,
+        Cut::Lookup,
+        Cut::Prefetch,
+        Cut::Filters,
+    ] {
+        let times = common::alternate(
+            runs,
+            || {
+                ceiling::set(cut);
+                std::hint::black_box(cut_short.scan_normalized(lib, text).len());
+                ceiling::set(Cut::Whole);
+            },
+            || {
+                std::hint::black_box(whole.scan_normalized(lib, text).len());
+            },
+        );
+        let ratio = times.ratio().0;
+        let left = 1.0 / ratio;
+        rows.push((cut, ratio, left, left_before - left));
+        left_before = left;
     }
-    let (mut whole, mut skipping) = (Scanner::new(), Scanner::new());
-    let times = common::alternate(
-        runs,
-        || {
-            ceiling::set(true);
-            std::hint::black_box(skipping.scan_normalized(lib, text).len());
-            ceiling::set(false);
-        },
-        || {
-            std::hint::black_box(whole.scan_normalized(lib, text).len());
-        },
-    );
-    let mb_s = |secs: f64| text.len() as f64 / secs / 1e6;
-    for (without, with) in times.first.iter().zip(&times.second) {
+    println!("scans cut short against whole ones, medians of {runs} alternations:");
+    println!("cut after       speed  time left  the next stage's share");
+    for (cut, ratio, left, next) in rows.iter().rev() {
         println!(
-            "whole {:.1} MB/s, without the table {:.1} MB/s",
-            mb_s(*with),
-            mb_s(*without)
+            "{:<14} {ratio:>5.2}x {:>8.0} % {:>10.0} %",
+            format!("{cut:?}"),
+            left * 100.0,
+            next * 100.0
         );
     }
-    println!(
-        "without the table: {:.2}x the whole scan's speed (median of {runs})",
-        times.ratio().0
-    );
+}
+
+#[cfg(not(feature = "scan-ceiling"))]
+fn ceiling(_: &Library, _: &str, _: usize) {
+    println!("CEILING needs --features scan-ceiling");
 }

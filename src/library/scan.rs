@@ -51,6 +51,7 @@ use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
 use super::index::{Index, KINDS, Node, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
+use ceiling::Cut;
 
 /// One library entry found in a text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -243,7 +244,7 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
     }
     tails.clear();
     tailing.clear();
-    let skip_table = ceiling::skip_table();
+    let cut = ceiling::get();
     // The last chunk's bytes when the text ends inside it.
     let mut spare = [0u8; CHUNK_BYTES];
     let mut base = 0;
@@ -258,11 +259,14 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
             let end = (base + CHUNK).min(n);
             let arr = chunk_bytes(t, base, &mut spare);
             filter_chunk_keys(idx, t, arr, (base, end), n, cands, &mut found);
-            if skip_table {
+            if cut == Cut::Filters {
                 cands.clear();
             }
             for &(_, h, _) in cands.iter() {
                 idx.prefetch_slot(h);
+            }
+            if cut == Cut::Prefetch {
+                cands.clear();
             }
             if idx.has_pairs {
                 pairs_block(idx, t, arr, (base, end), n, &mut found);
@@ -272,9 +276,14 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
         for &(key, h, i) in looked.iter() {
             probe_stats::count(0);
             if let Some(head) = idx.find_slot(h) {
-                idx.prefetch_node(head);
+                if cut > Cut::Lookup {
+                    idx.prefetch_node(head);
+                }
                 heads.push((key, h, i, head as u32));
             }
+        }
+        if cut < Cut::Walk {
+            heads.clear();
         }
         for &(key, h, i, head) in walking.iter() {
             let head = if idx.is_key(head as usize, key) {
@@ -286,6 +295,9 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
                 probe_stats::count(1);
                 walk(idx, head, i as usize, t, n, &mut found, tails);
             }
+        }
+        if cut == Cut::Walk {
+            tails.clear();
         }
         for &(node, i) in tailing.iter() {
             if let Some(nd) = idx.nodes.get(node as usize)
@@ -559,31 +571,54 @@ pub mod probe_stats {
     }
 }
 
-/// The scan without its table: tuning only (feature `scan-ceiling`). While
-/// [`ceiling::set`] holds `true` on its thread, a scan runs every filter pass (and finds
-/// the strings of 1 to 3 bytes, which need no table) but drops the keys
-/// that pass instead of looking them up, so strings of 4 bytes or more are
-/// not reported. Timing both ways on one library and text bounds what any
-/// speed-up of the lookups, list walks and verification could gain.
+/// The scan cut short after one of its stages: tuning only (feature
+/// `scan-ceiling`). While `ceiling::set` holds a [`ceiling::Cut`] on its
+/// thread, a scan runs every stage up to that one and drops the work the
+/// next stage would have done, so the strings that stage would report are
+/// missing from the result. Timing a cut scan against the whole one on the
+/// same library and text (alternately, in one process) measures what the
+/// stages after the cut cost, which a profile of a pipelined loop cannot
+/// split. Without the feature the scan is always whole and the module has
+/// nothing to set.
 pub mod ceiling {
-    #[cfg(feature = "scan-ceiling")]
-    thread_local! {
-        static SKIP_TABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Where a scan stops, in the order of the pipeline's stages.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Cut {
+        /// Only the filter passes, the pair pass and the 3-byte strings'
+        /// small table: every key that passes a filter is dropped.
+        Filters,
+        /// The keys' control bytes and home buckets are prefetched, then
+        /// the keys dropped.
+        Prefetch,
+        /// The keys are looked up; the lists found are dropped before
+        /// their first nodes are prefetched.
+        Lookup,
+        /// The lists' first nodes are prefetched, then the lists dropped.
+        NodePrefetch,
+        /// The lists are walked and their candidates checked against the
+        /// bytes their nodes hold; those that need their tails are dropped.
+        Walk,
+        /// Nothing is cut.
+        Whole,
     }
 
-    /// Whether this thread's scans skip the table from now on (without the
-    /// feature: no effect).
-    pub fn set(_skip_table: bool) {
-        #[cfg(feature = "scan-ceiling")]
-        SKIP_TABLE.set(_skip_table);
+    #[cfg(feature = "scan-ceiling")]
+    thread_local! {
+        static CUT: std::cell::Cell<Cut> = const { std::cell::Cell::new(Cut::Whole) };
+    }
+
+    /// Where this thread's scans stop from now on.
+    #[cfg(feature = "scan-ceiling")]
+    pub fn set(cut: Cut) {
+        CUT.set(cut);
     }
 
     #[inline(always)]
-    pub(super) fn skip_table() -> bool {
+    pub(super) fn get() -> Cut {
         #[cfg(feature = "scan-ceiling")]
-        return SKIP_TABLE.get();
+        return CUT.get();
         #[cfg(not(feature = "scan-ceiling"))]
-        false
+        Cut::Whole
     }
 }
 
@@ -722,26 +757,39 @@ mod tests {
 
     #[cfg(feature = "scan-ceiling")]
     #[test]
-    fn skipping_the_table_keeps_only_the_strings_that_need_none() {
+    fn a_cut_scan_misses_exactly_what_its_later_stages_find() {
+        use ceiling::Cut;
         let specs: Vec<EntrySpec> = ["x", "发", "abcd", "abcdefghij", "发票"]
             .iter()
             .map(|s| EntrySpec::new(*s))
             .collect();
         let l = lib(&specs, BuildOptions::default());
         let text = "abcdefghij x 发票";
-        let all = pairs(&[
+        let direct = [("x", 1), ("发", 1)];
+        // Held whole in their nodes: settled by the walk.
+        let held = [("x", 1), ("发", 1), ("abcd", 1), ("发票", 1)];
+        let all = [
             ("abcd", 1),
             ("abcdefghij", 1),
             ("x", 1),
             ("发", 1),
             ("发票", 1),
-        ]);
-        assert_eq!(found(&l, text), all);
-        ceiling::set(true);
-        let without = found(&l, text);
-        ceiling::set(false);
-        assert_eq!(without, pairs(&[("x", 1), ("发", 1)]));
-        assert_eq!(found(&l, text), all);
+        ];
+        assert_eq!(found(&l, text), pairs(&all));
+        for (cut, want) in [
+            (Cut::Filters, &direct[..]),
+            (Cut::Prefetch, &direct[..]),
+            (Cut::Lookup, &direct[..]),
+            (Cut::NodePrefetch, &direct[..]),
+            (Cut::Walk, &held[..]),
+            (Cut::Whole, &all[..]),
+        ] {
+            ceiling::set(cut);
+            let got = found(&l, text);
+            ceiling::set(Cut::Whole);
+            assert_eq!(got, pairs(want), "{cut:?}");
+        }
+        assert_eq!(found(&l, text), pairs(&all));
     }
 
     #[test]
