@@ -279,10 +279,33 @@ impl Bitmap {
 /// The vector filter: the same hash, word and bits as [`Bitmap::test`],
 /// eight windows per step in 32-bit lanes.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{BLOCKS, CHUNK_BYTES, F_K1, F_K2, F_K3, fold};
+
+    /// `words[idx[l]]` in lane `l`: eight scalar loads, not a gather. On
+    /// the AMD Zen 3 measured the loads cost less than the gather instruction
+    /// (the whole scan 2–8 % faster at every library size), and on Intel
+    /// CPUs whose microcode mitigates Gather Data Sampling a gather is slower
+    /// still.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2; every lane of `idx` must be below
+    /// `words.len()`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) unsafe fn load8(words: &[u32], idx: __m256i) -> __m256i {
+        let mut at = [0u32; 8];
+        // SAFETY: `at` is 32 bytes; an unaligned store.
+        unsafe { _mm256_storeu_si256(at.as_mut_ptr().cast(), idx) };
+        // SAFETY: every index is below `words.len()` (the caller's promise).
+        let got: [u32; 8] =
+            std::array::from_fn(|l| unsafe { *words.get_unchecked(at[l] as usize) });
+        // SAFETY: `got` is 32 bytes; an unaligned load.
+        unsafe { _mm256_loadu_si256(got.as_ptr().cast()) }
+    }
 
     /// `SHAPE` is 0 (narrow: `hi` is the tag's constant), 1 (five bytes:
     /// `hi` is the fifth byte and the tag), 2 (wide: `hi` is bytes 4..8) or
@@ -371,7 +394,7 @@ mod avx2 {
                 let h = _mm256_mullo_epi32(_mm256_xor_si256(fold8(lo), hi), k1);
                 let idx = _mm256_srl_epi32(h, count);
                 // SAFETY: every index is below `words.len()` (see above).
-                let got = unsafe { _mm256_i32gather_epi32::<4>(words.as_ptr().cast(), idx) };
+                let got = unsafe { load8(words, idx) };
                 *mo |= has(got, bits8(h)) << k;
                 if SHAPE == 3 {
                     let lo2 = _mm256_and_si256(four, rider_mask);

@@ -36,7 +36,7 @@
 //! on character boundaries without checking.
 //!
 //! Costs: per position, one vector-hashed filter test per pass (about three
-//! instructions and one gathered load); per key that passes, a table probe;
+//! instructions and one load of a filter word); per key that passes, a table probe;
 //! per candidate, a compare. Counting is an open-addressing tally
 //! ([`super::tally`]). The pipeline's work lists take about 340 KiB (a
 //! chunk's worth of keys for every window kind), allocated by a scanner's
@@ -462,10 +462,11 @@ mod pairs_avx2 {
     use std::arch::x86_64::*;
 
     use super::{BLOCKS, CHUNK_BYTES};
+    use crate::library::hash::avx2::load8;
 
     /// [`super::pairs_chunk`], eight positions per step: the table read as
     /// 32-bit words (little-endian, so bit `p` of the table is bit `p % 32`
-    /// of word `p / 32`), one gather per step.
+    /// of word `p / 32`), eight loads per step.
     ///
     /// # Safety
     ///
@@ -476,7 +477,9 @@ mod pairs_avx2 {
         text: &[u8; CHUNK_BYTES],
         blocks: usize,
     ) -> [u64; BLOCKS] {
-        let table: *const i32 = pairs.as_ptr().cast();
+        // SAFETY: the table's 8 KiB read as 2048 `u32` (a `u64` is aligned
+        // for a `u32`; every bit pattern is a valid `u32`).
+        let table: &[u32] = unsafe { std::slice::from_raw_parts(pairs.as_ptr().cast(), 2048) };
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
         let mut m = [0u64; BLOCKS];
@@ -498,8 +501,7 @@ mod pairs_avx2 {
                 );
                 // SAFETY: pair < 65536, so pair >> 5 < 2048, the table's length
                 // in 32-bit words.
-                let words =
-                    unsafe { _mm256_i32gather_epi32::<4>(table, _mm256_srli_epi32::<5>(pair)) };
+                let words = unsafe { load8(table, _mm256_srli_epi32::<5>(pair)) };
                 let bit =
                     _mm256_and_si256(_mm256_srlv_epi32(words, _mm256_and_si256(pair, c31)), one);
                 let hit = _mm256_cmpeq_epi32(bit, one);
