@@ -286,9 +286,9 @@ pub(crate) mod avx2 {
 
     /// `words[idx[l]]` in lane `l`: eight scalar loads, not a gather. On
     /// the AMD Zen 3 measured the loads cost less than the gather instruction
-    /// (the whole scan 2–8 % faster at every library size), and on Intel
-    /// CPUs whose microcode mitigates Gather Data Sampling a gather is slower
-    /// still.
+    /// (the whole scan 2–8 % faster at every library size); Intel CPUs
+    /// whose microcode mitigates Gather Data Sampling are reported to run a
+    /// gather slower still (not measured here).
     ///
     /// # Safety
     ///

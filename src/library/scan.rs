@@ -477,9 +477,10 @@ mod pairs_avx2 {
         text: &[u8; CHUNK_BYTES],
         blocks: usize,
     ) -> [u64; BLOCKS] {
-        // SAFETY: the table's 8 KiB read as 2048 `u32` (a `u64` is aligned
-        // for a `u32`; every bit pattern is a valid `u32`).
-        let table: &[u32] = unsafe { std::slice::from_raw_parts(pairs.as_ptr().cast(), 2048) };
+        // SAFETY: the table's bytes read as twice as many `u32` (a `u64` is
+        // aligned for a `u32`; every bit pattern is a valid `u32`).
+        let table: &[u32] =
+            unsafe { std::slice::from_raw_parts(pairs.as_ptr().cast(), pairs.len() * 2) };
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
         let mut m = [0u64; BLOCKS];
