@@ -3,7 +3,8 @@
 //! `cargo run --release --example ac_density -- 1000000 100,50,25,10`;
 //! `mail` among the gaps scans 4 MiB of the corpus' decoded messages
 //! instead (`MAILWARD_CORPUS=…`): ordinary mail against the synthetic library.
-//! `TEXT_MIB` sets the size of each text (default 4 MiB).
+//! `TEXT_MIB` sets the size of each text (default 4 MiB), `TEXT_SEED=42`
+//! writes it from the library's own vocabulary (default 7: independent).
 //! The two engines scan alternately (`SCANS` rounds): each one's median
 //! speed and the median of the per-round ratios, which a drifting machine
 //! speed moves far less than a ratio of separate measurements.
@@ -31,6 +32,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
+    let text_seed = common::text_seed();
     let strings = common::library(n, 42);
     let specs: Vec<EntrySpec> = strings.iter().map(EntrySpec::new).collect();
     let lib = Library::from_specs(&specs, BuildOptions::default()).expect("valid");
@@ -45,7 +47,7 @@ fn main() {
     println!("strings {n}");
     for gap in gaps {
         let text = match gap.parse() {
-            Ok(g) => normalize(&common::text_with_gap(mib << 20, &strings, 7, g)),
+            Ok(g) => normalize(&common::text_with_gap(mib << 20, &strings, text_seed, g)),
             Err(_) => normalize(&common::mail_text(mib << 20, true)),
         };
         let v = common::versus_nfa(runs, &lib, &ac, &text);

@@ -4,7 +4,8 @@
 //! (further arguments: tier8_min, bits_per_key, tier5_min, merge4_max;
 //! `REAL=1 MAILWARD_CORPUS=…` for the real lexicon and messages, plus
 //! `DECODED=1` for the messages' decoded texts; `MAIL=1` scans those decoded
-//! messages against the synthetic library; `CEILING=1` with `--features
+//! messages against the synthetic library; `TEXT_SEED=42` writes the text
+//! from the library's own vocabulary; `CEILING=1` with `--features
 //! scan-ceiling` times the whole scan against scans cut after each of the
 //! pipeline's stages, alternately, and prints the share of the time each
 //! stage costs: the `Filters` row is what free lookups would gain)
@@ -53,7 +54,7 @@ fn main() {
     let text = if real || mail {
         normalize(&common::mail_text(4 << 20, decoded))
     } else {
-        normalize(&common::text(4 << 20, &strings, 7))
+        normalize(&common::text(4 << 20, &strings, common::text_seed()))
     };
     let specs: Vec<EntrySpec> = strings.iter().map(EntrySpec::new).collect();
     let t = Instant::now();
