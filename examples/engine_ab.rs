@@ -7,7 +7,8 @@
 //!
 //! `cargo run --release --example engine_ab -- 1000000 bits=32 rounds=21`
 //! (B's options: `bits=` filter bits per key, `tier5=`, `tier8=`,
-//! `merge4=`; `rounds=` defaults to 15).
+//! `merge4=`; `rounds=` defaults to 15; `TEXT_SEED=42` writes the text from
+//! the library's own vocabulary).
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -62,7 +63,7 @@ fn main() {
         a.stats().index_bytes,
         b.stats().index_bytes
     );
-    let text = normalize(&common::text(4 << 20, &strings, 7));
+    let text = normalize(&common::text(4 << 20, &strings, common::text_seed()));
     let mut scanner = Scanner::new();
     let (fa, fb) = (
         found(&a, &mut scanner, &text),
