@@ -1,7 +1,8 @@
-//! The engine against a plain search: random strings (a library of up to
-//! a few hundred, the tiers forced on or off) and a text, every entry found
-//! with its count, exactly as counting every overlapping occurrence of each
-//! normalized string in the normalized text finds them.
+//! The engine against a plain search: a library of the input's lines (the
+//! keyword tiers, the filter size and the 4-byte riders chosen by its first
+//! byte) and a text; every entry found with its count, exactly as counting
+//! every overlapping occurrence of each normalized string in the normalized
+//! text finds them.
 #![no_main]
 
 use std::collections::BTreeMap;
