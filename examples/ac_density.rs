@@ -24,14 +24,8 @@ fn main() {
         .split(',')
         .map(String::from)
         .collect();
-    let runs: usize = std::env::var("SCANS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let mib: usize = std::env::var("TEXT_MIB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let runs: usize = common::env_or("SCANS", 5);
+    let mib: usize = common::env_or("TEXT_MIB", 4);
     let text_seed = common::text_seed();
     let strings = common::library(n, 42);
     let specs: Vec<EntrySpec> = strings.iter().map(EntrySpec::new).collect();

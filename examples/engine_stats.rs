@@ -78,10 +78,7 @@ fn main() {
     // Best of several runs: the machine may be shared.
     let mut total = 0;
     let mut secs = f64::MAX;
-    let runs: usize = std::env::var("SCANS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+    let runs: usize = common::env_or("SCANS", 7);
     if std::env::var_os("CEILING").is_some() {
         ceiling(&lib, &text, runs);
         // The cut scans' counts are not the whole scan's.

@@ -22,10 +22,7 @@ fn main() {
         .map(|p| p.text)
         .collect();
     let bytes: usize = parts.iter().map(String::len).sum();
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let rounds: usize = common::env_or("ROUNDS", 20);
     let mut out = String::with_capacity(bytes);
     let mut best = f64::MAX;
     for _ in 0..rounds {

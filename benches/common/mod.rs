@@ -209,13 +209,18 @@ pub fn text_with_gap(bytes: usize, lib: &[String], seed: u64, gap: usize) -> Str
     t
 }
 
+/// `$name` read as a `T`, else `default` (unset or not a `T`).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The text generator's vocabulary seed: `$TEXT_SEED`, else 7 (independent
 /// of the library's 42).
 pub fn text_seed() -> u64 {
-    std::env::var("TEXT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7)
+    env_or("TEXT_SEED", 7)
 }
 
 /// `$MAILWARD_CORPUS`, when it names a directory.
