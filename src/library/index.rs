@@ -243,13 +243,17 @@ impl TableLayout {
 }
 
 /// Asks the CPU to bring the line at `addr` into the caches. Never faults,
-/// whatever the address.
+/// whatever the address. The pointer handed to the instruction carries no
+/// provenance: it is never dereferenced, and Miri then has no
+/// integer-to-pointer cast to warn of.
 #[inline(always)]
 pub(crate) fn prefetch(addr: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(addr as *const i8);
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+            std::ptr::without_provenance(addr),
+        );
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
