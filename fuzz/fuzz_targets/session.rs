@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         now += u64::from(op >> 4) * 997;
         let stage = match op % 11 {
             0 => {
-                let ip = text.parse().ok().or(Some([192, 0, 2, op].into()));
+                let ip = Some(text.parse().unwrap_or([192, 0, 2, op].into()));
                 s.connect(p, &store, now, ip, &text, Some("mx.example"), None);
                 Stage::Connect
             }
