@@ -44,6 +44,7 @@ fn main() {
             "tier5" => b_opts.tier5_min = value,
             "tier8" => b_opts.tier8_min = value,
             "merge4" => b_opts.merge4_max = value,
+            "batch" => b_opts.batch_min = value,
             "rounds" => rounds = value.max(1),
             _ => panic!("unknown option {name}"),
         }

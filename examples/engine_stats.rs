@@ -68,6 +68,10 @@ fn main() {
                 .nth(5)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(BuildOptions::default().merge4_max),
+            batch_min: std::env::var("BATCH")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(usize::MAX),
         },
     )
     .expect("valid");

@@ -124,6 +124,10 @@ pub struct BuildOptions {
     /// 3-byte ones (by their first three bytes) while there are at most
     /// this many; beyond, they get a pass of their own.
     pub merge4_max: usize,
+    /// Texts of at least this many bytes are scanned in batches: keys
+    /// collected, sorted by table slot, looked up in that order, the lists
+    /// found sorted by node and walked in that order.
+    pub batch_min: usize,
 }
 
 impl Default for BuildOptions {
@@ -133,6 +137,7 @@ impl Default for BuildOptions {
             tier5_min: 10_000,
             tier8_min: 200_000,
             merge4_max: 4096,
+            batch_min: usize::MAX,
         }
     }
 }
@@ -355,6 +360,7 @@ pub(crate) struct Index {
     /// Where the table keeps its control bytes and buckets, for prefetching
     /// (see [`TableLayout`]); `None` when it could not be confirmed.
     layout: Option<TableLayout>,
+    pub batch_min: usize,
     /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
     /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
@@ -595,6 +601,7 @@ impl Index {
                 per_kind.iter().sum::<usize>() - pair_strings - three_heads,
             ),
             layout: None,
+            batch_min: opts.batch_min,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
             // The keys in the union need no filter of their own.
@@ -765,6 +772,13 @@ impl Index {
             prefetch(l.ctrl.wrapping_add(home));
             prefetch(l.bucket(home));
         }
+    }
+
+    /// The table's bucket mask (home slot = hash & mask), if its layout is
+    /// known.
+    #[inline(always)]
+    pub fn bucket_mask(&self) -> Option<usize> {
+        self.layout.map(|l| l.bucket_mask)
     }
 
     /// Prefetches node `n`.

@@ -97,6 +97,18 @@ struct Pipeline {
     /// (node, position) of the candidates whose tails are compared next round.
     tails: Vec<(u32, u32)>,
     tailing: Vec<(u32, u32)>,
+    /// The batched scan's keys (then lists) and its radix sort's buffer.
+    batch: Vec<Rec>,
+    batch_spare: Vec<Rec>,
+}
+
+/// A key found at a position, with its home slot; after the lookup, with
+/// the head of the list found in place of the slot.
+#[derive(Clone, Copy, Default)]
+struct Rec {
+    key: u64,
+    i: u32,
+    at: u32,
 }
 
 impl Scanner {
@@ -221,6 +233,11 @@ fn sort_hits(hits: &mut Vec<Hit>, spare: &mut Vec<Hit>) {
 ///    pass are prefetched;
 /// 4. chunk `c - 3`: those candidates' tails are compared.
 fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pipeline) {
+    if n >= idx.batch_min
+        && let Some(bucket_mask) = idx.bucket_mask()
+    {
+        return scan_batched(idx, t, n, counts, pipe, bucket_mask);
+    }
     let mut found = |node: usize| counts.add(node as u32);
     // At most four keys per position (three window kinds and the 3-byte
     // pass, or two kinds and the merged pass's two): the buffers never grow
@@ -233,6 +250,7 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
         walking,
         tails,
         tailing,
+        ..
     } = pipe;
     for v in [&mut *cands, &mut *looked] {
         v.clear();
@@ -258,7 +276,15 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
         if base < n {
             let end = (base + CHUNK).min(n);
             let arr = chunk_bytes(t, base, &mut spare);
-            filter_chunk_keys(idx, t, arr, (base, end), n, cands, &mut found);
+            filter_chunk_keys(
+                idx,
+                t,
+                arr,
+                (base, end),
+                n,
+                &mut |key, i| cands.push((key, mix(key), i as u32)),
+                &mut found,
+            );
             if cut == Cut::Filters {
                 cands.clear();
             }
@@ -310,6 +336,176 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
     }
 }
 
+/// How many keys ahead the batched stages prefetch.
+const AHEAD: usize = 32;
+/// Keys collected before a batch is looked up.
+const BATCH_CAP: usize = 1 << 18;
+
+/// Scans `t[..n]` in batches: the filter passes collect every key that
+/// passes; a batch is sorted by home slot and looked up in that order (the
+/// table read as a stream, not at random), and the lists found sorted by
+/// first node and walked in that order.
+fn scan_batched(
+    idx: &Index,
+    t: &[u8],
+    n: usize,
+    counts: &mut Tally,
+    pipe: &mut Pipeline,
+    bucket_mask: usize,
+) {
+    let mut found = |node: usize| counts.add(node as u32);
+    let Pipeline {
+        batch, batch_spare, ..
+    } = pipe;
+    batch.clear();
+    let slot_bits = usize::BITS - bucket_mask.leading_zeros();
+    let shift = slot_bits.saturating_sub(DIGIT);
+    let mut groups = [0usize; 1 << DIGIT];
+    let mut spare = [0u8; CHUNK_BYTES];
+    let mut base = 0;
+    while base < n {
+        let end = (base + CHUNK).min(n);
+        let arr = chunk_bytes(t, base, &mut spare);
+        filter_chunk_keys(
+            idx,
+            t,
+            arr,
+            (base, end),
+            n,
+            &mut |key, i| {
+                let at = (mix(key) as usize & bucket_mask) as u32;
+                groups[(at >> shift) as usize] += 1;
+                batch.push(Rec {
+                    key,
+                    i: i as u32,
+                    at,
+                });
+            },
+            &mut found,
+        );
+        if idx.has_pairs {
+            pairs_block(idx, t, arr, (base, end), n, &mut found);
+        }
+        base = end;
+        if batch.len() + CHUNK * KINDS > BATCH_CAP || base >= n {
+            join(
+                idx,
+                t,
+                n,
+                batch,
+                batch_spare,
+                (shift, &mut groups),
+                &mut found,
+            );
+            batch.clear();
+        }
+    }
+}
+
+/// Looks up a batch of keys in slot order and walks the lists found in
+/// node order. `groups` counts the keys by their slot's top bits (from
+/// `shift`), and is left zeroed.
+fn join(
+    idx: &Index,
+    t: &[u8],
+    n: usize,
+    batch: &mut Vec<Rec>,
+    spare: &mut Vec<Rec>,
+    (shift, groups): (u32, &mut [usize; 1 << DIGIT]),
+    found: &mut impl FnMut(usize),
+) {
+    group_by(batch, spare, shift, groups);
+    let node_bits = usize::BITS - idx.nodes.len().leading_zeros();
+    let node_shift = node_bits.saturating_sub(DIGIT);
+    lookup_batch(idx, batch, node_shift, groups);
+    group_by(batch, spare, node_shift, groups);
+    walk_batch(idx, t, n, batch, found);
+}
+
+#[inline(never)]
+fn lookup_batch(idx: &Index, batch: &mut Vec<Rec>, shift: u32, groups: &mut [usize; 1 << DIGIT]) {
+    let mut w = 0;
+    for j in 0..batch.len() {
+        if let Some(a) = batch.get(j + AHEAD) {
+            idx.prefetch_slot(mix(a.key));
+        }
+        let r = batch[j];
+        probe_stats::count(0);
+        if let Some(head) = idx.find_slot(mix(r.key)) {
+            groups[head >> shift] += 1;
+            batch[w] = Rec {
+                at: head as u32,
+                ..r
+            };
+            w += 1;
+        }
+    }
+    batch.truncate(w);
+}
+
+#[inline(never)]
+fn walk_batch(idx: &Index, t: &[u8], n: usize, batch: &[Rec], found: &mut impl FnMut(usize)) {
+    // Candidates whose tails are compared once AHEAD more are queued
+    // (their tails prefetched by `walk`).
+    let mut later = Vec::new();
+    let mut done = 0;
+    let tail = |later: &[(u32, u32)], j: usize, found: &mut dyn FnMut(usize)| {
+        let (node, i) = later[j];
+        if let Some(nd) = idx.nodes.get(node as usize)
+            && verify_tail(idx, nd, i as usize, t, n)
+        {
+            probe_stats::count(3);
+            found(node as usize);
+        }
+    };
+    for (j, r) in batch.iter().enumerate() {
+        if let Some(a) = batch.get(j + AHEAD) {
+            idx.prefetch_node(a.at as usize);
+            prefetch(t.as_ptr().wrapping_add(a.i as usize) as usize);
+        }
+        let head = if idx.is_key(r.at as usize, r.key) {
+            Some(r.at as usize)
+        } else {
+            idx.find(mix(r.key), r.key)
+        };
+        if let Some(head) = head {
+            probe_stats::count(1);
+            walk(idx, head, r.i as usize, t, n, found, &mut later);
+        }
+        while later.len() - done > AHEAD {
+            tail(&later, done, found);
+            done += 1;
+        }
+    }
+    while done < later.len() {
+        tail(&later, done, found);
+        done += 1;
+    }
+}
+
+/// Groups `v` by `at >> shift` (below `1 << DIGIT`), whose counts are in
+/// `groups`, in one scatter; zeroes `groups`. Order within a group does not
+/// matter: what the stages after it want is that the table's (or the
+/// nodes') lines and pages be read in one sweep.
+#[inline(never)]
+fn group_by(v: &mut Vec<Rec>, spare: &mut Vec<Rec>, shift: u32, groups: &mut [usize; 1 << DIGIT]) {
+    let mut at = 0;
+    for s in groups.iter_mut() {
+        (*s, at) = (at, at + *s);
+    }
+    // Every slot is written below: no need to clear the old ones.
+    spare.resize(v.len(), Rec::default());
+    for r in v.iter() {
+        let d = (r.at >> shift) as usize & ((1 << DIGIT) - 1);
+        if let Some(slot) = spare.get_mut(groups[d]) {
+            *slot = *r;
+        }
+        groups[d] += 1;
+    }
+    groups.fill(0);
+    std::mem::swap(v, spare);
+}
+
 /// Pushes `(key, hash, position)` for every key of positions `base..end`
 /// (at most one chunk, whose bytes are `arr`) that passes its filter,
 /// except that 3-byte strings are looked up at once and reported to
@@ -321,11 +517,10 @@ fn filter_chunk_keys(
     arr: &[u8; CHUNK_BYTES],
     (base, end): (usize, usize),
     n: usize,
-    out: &mut Vec<(u64, u64, u32)>,
+    add: &mut impl FnMut(u64, usize),
     found: &mut impl FnMut(usize),
 ) {
     let len = end - base;
-    let mut add = |key: u64, i: usize| out.push((key, mix(key), i as u32));
     for pass in &idx.passes {
         let Some(filter) = idx.pass_filter(pass) else {
             continue;
