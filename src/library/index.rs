@@ -137,7 +137,7 @@ impl Default for BuildOptions {
             tier5_min: 10_000,
             tier8_min: 200_000,
             merge4_max: 4096,
-            batch_min: usize::MAX,
+            batch_min: 1 << 16,
         }
     }
 }
@@ -754,6 +754,20 @@ impl Index {
     #[inline(always)]
     pub fn find_slot(&self, h: u64) -> Option<usize> {
         self.table.find(h, |_| true).map(|&n| n as usize)
+    }
+
+    /// Calls `f` with the head of every list on the probe path of a key of
+    /// hash `h` whose control byte matches, without reading a node: the
+    /// key's own list, if it is in the table, is one of them (usually the
+    /// only one). (`find` with a test that refuses every bucket: unlike
+    /// `iter_hash`, whose iterator the compiler left out of line, it
+    /// inlines.)
+    #[inline(always)]
+    pub fn for_each_head(&self, h: u64, mut f: impl FnMut(usize)) {
+        let _ = self.table.find(h, |&n| {
+            f(n as usize);
+            false
+        });
     }
 
     /// Whether node `n` heads the list of `key` (a key of the table).

@@ -417,30 +417,35 @@ fn join(
     group_by(batch, spare, shift, groups);
     let node_bits = usize::BITS - idx.nodes.len().leading_zeros();
     let node_shift = node_bits.saturating_sub(DIGIT);
-    lookup_batch(idx, batch, node_shift, groups);
+    lookup_batch(idx, batch, spare, node_shift, groups);
+    std::mem::swap(batch, spare);
     group_by(batch, spare, node_shift, groups);
     walk_batch(idx, t, n, batch, found);
 }
 
 #[inline(never)]
-fn lookup_batch(idx: &Index, batch: &mut Vec<Rec>, shift: u32, groups: &mut [usize; 1 << DIGIT]) {
-    let mut w = 0;
+fn lookup_batch(
+    idx: &Index,
+    batch: &[Rec],
+    found: &mut Vec<Rec>,
+    shift: u32,
+    groups: &mut [usize; 1 << DIGIT],
+) {
+    found.clear();
     for j in 0..batch.len() {
         if let Some(a) = batch.get(j + AHEAD) {
             idx.prefetch_slot(mix(a.key));
         }
         let r = batch[j];
         probe_stats::count(0);
-        if let Some(head) = idx.find_slot(mix(r.key)) {
+        idx.for_each_head(mix(r.key), |head| {
             groups[head >> shift] += 1;
-            batch[w] = Rec {
+            found.push(Rec {
                 at: head as u32,
                 ..r
-            };
-            w += 1;
-        }
+            });
+        });
     }
-    batch.truncate(w);
 }
 
 #[inline(never)]
@@ -463,14 +468,11 @@ fn walk_batch(idx: &Index, t: &[u8], n: usize, batch: &[Rec], found: &mut impl F
             idx.prefetch_node(a.at as usize);
             prefetch(t.as_ptr().wrapping_add(a.i as usize) as usize);
         }
-        let head = if idx.is_key(r.at as usize, r.key) {
-            Some(r.at as usize)
-        } else {
-            idx.find(mix(r.key), r.key)
-        };
-        if let Some(head) = head {
+        // Every list whose control byte matched is here: one that is not
+        // the key's is skipped, and no other is looked for.
+        if idx.is_key(r.at as usize, r.key) {
             probe_stats::count(1);
-            walk(idx, head, r.i as usize, t, n, found, &mut later);
+            walk(idx, r.at as usize, r.i as usize, t, n, found, &mut later);
         }
         while later.len() - done > AHEAD {
             tail(&later, done, found);
