@@ -7,7 +7,8 @@
 //!
 //! `cargo run --release --example engine_ab -- 1000000 bits=32 rounds=21`
 //! (B's options: `bits=` filter bits per key, `tier5=`, `tier8=`,
-//! `merge4=`; `rounds=` defaults to 15; `TEXT_SEED=42` writes the text from
+//! `merge4=`, `batch=` the least text scanned in batches, `batch_keys=`;
+//! `rounds=` defaults to 15; `TEXT_SEED=42` writes the text from
 //! the library's own vocabulary).
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -45,6 +46,7 @@ fn main() {
             "tier8" => b_opts.tier8_min = value,
             "merge4" => b_opts.merge4_max = value,
             "batch" => b_opts.batch_min = value,
+            "batch_keys" => b_opts.batch_keys = value,
             "rounds" => rounds = value.max(1),
             _ => panic!("unknown option {name}"),
         }

@@ -71,7 +71,8 @@ fn main() {
             batch_min: std::env::var("BATCH")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(usize::MAX),
+                .unwrap_or(BuildOptions::default().batch_min),
+            ..BuildOptions::default()
         },
     )
     .expect("valid");

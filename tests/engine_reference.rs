@@ -82,18 +82,24 @@ fn spec() -> impl Strategy<Value = EntrySpec> {
 
 fn options() -> impl Strategy<Value = BuildOptions> {
     // Tiny bitmaps force collisions; tier8_min 1 forces 8-byte keywords;
-    // merge4_max decides whether 4-byte strings ride on the 3-byte pass.
+    // merge4_max decides whether 4-byte strings ride on the 3-byte pass;
+    // batch_min whether the scan is batched or pipelined.
     (
         prop::sample::select(vec![1usize, 2, 16]),
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        prop::sample::select(vec![None, Some(1usize), Some(1 << 18)]),
     )
-        .prop_map(|(bits, t5, t8, m4)| BuildOptions {
+        .prop_map(|(bits, t5, t8, m4, batch)| BuildOptions {
             bits_per_key: bits,
             tier5_min: if t5 { 1 } else { usize::MAX },
             tier8_min: if t8 { 1 } else { usize::MAX },
             merge4_max: if m4 { usize::MAX } else { 0 },
+            // Batched from the first byte, one chunk per batch or all in
+            // one; or pipelined.
+            batch_min: if batch.is_some() { 0 } else { usize::MAX },
+            batch_keys: batch.unwrap_or(1 << 18),
         })
 }
 
@@ -166,9 +172,15 @@ fn random_ascii_library_and_text_agree_with_reference() {
         }
     }
     let text: String = (0..20_000).map(|_| alpha[(next() % 4) as usize]).collect();
-    for tier8_min in [1, usize::MAX] {
+    let batched = [(usize::MAX, 1 << 18), (0, 1), (0, 1 << 18)];
+    for (tier8_min, (batch_min, batch_keys)) in [1, usize::MAX]
+        .into_iter()
+        .flat_map(|t| batched.map(|b| (t, b)))
+    {
         let opts = BuildOptions {
             tier8_min,
+            batch_min,
+            batch_keys,
             ..BuildOptions::default()
         };
         let lib = Library::from_specs(&specs, opts).expect("specs are valid");

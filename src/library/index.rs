@@ -124,10 +124,17 @@ pub struct BuildOptions {
     /// 3-byte ones (by their first three bytes) while there are at most
     /// this many; beyond, they get a pass of their own.
     pub merge4_max: usize,
-    /// Texts of at least this many bytes are scanned in batches: keys
-    /// collected, sorted by table slot, looked up in that order, the lists
-    /// found sorted by node and walked in that order.
+    /// Texts of at least this many bytes are scanned in batches: the keys
+    /// that pass the filters are queued, grouped by table slot and looked
+    /// up in that order, and the lists found grouped by node and walked in
+    /// that order, so that an index larger than the caches is read in
+    /// sweeps rather than at random. Below it, and for indexes whose table
+    /// layout is unknown, the pipelined scan (which overlaps each chunk's
+    /// misses with the next chunk's filters).
     pub batch_min: usize,
+    /// Keys queued per batch (16 bytes each, twice: the queue and its
+    /// grouped copy). More keys per batch read the index in denser sweeps.
+    pub batch_keys: usize,
 }
 
 impl Default for BuildOptions {
@@ -138,6 +145,7 @@ impl Default for BuildOptions {
             tier8_min: 200_000,
             merge4_max: 4096,
             batch_min: 1 << 16,
+            batch_keys: 1 << 18,
         }
     }
 }
@@ -360,7 +368,9 @@ pub(crate) struct Index {
     /// Where the table keeps its control bytes and buckets, for prefetching
     /// (see [`TableLayout`]); `None` when it could not be confirmed.
     layout: Option<TableLayout>,
+    /// See [`BuildOptions::batch_min`] and [`BuildOptions::batch_keys`].
     pub batch_min: usize,
+    pub batch_keys: usize,
     /// One filter per keyword kind (`filters[KIND_SHORT]` holds the
     /// 3-byte strings); `kinds` lists the window kinds in use.
     pub filters: [Bitmap; KINDS],
@@ -602,6 +612,7 @@ impl Index {
             ),
             layout: None,
             batch_min: opts.batch_min,
+            batch_keys: opts.batch_keys,
             // The short filter holds few keys (3-byte strings: single CJK
             // characters, symbols) that are common in text: more bits.
             // The keys in the union need no filter of their own.

@@ -338,13 +338,30 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
 
 /// How many keys ahead the batched stages prefetch.
 const AHEAD: usize = 32;
-/// Keys collected before a batch is looked up.
-const BATCH_CAP: usize = 1 << 18;
+/// Bits of a slot or node number that group the batched keys: 2 048
+/// groups, each a few KiB of the table or of the nodes.
+const GROUP_BITS: u32 = 11;
+const GROUPS: usize = 1 << GROUP_BITS;
 
-/// Scans `t[..n]` in batches: the filter passes collect every key that
-/// passes; a batch is sorted by home slot and looked up in that order (the
-/// table read as a stream, not at random), and the lists found sorted by
-/// first node and walked in that order.
+/// Keys per group bucket, counted as they are queued.
+type Groups = [usize; GROUPS];
+
+/// The group of `at` among numbers below `1 << bits`.
+#[inline(always)]
+fn group_of(at: u32, bits: u32) -> usize {
+    (at >> bits.saturating_sub(GROUP_BITS)) as usize & (GROUPS - 1)
+}
+
+/// Scans `t[..n]` in batches (see [`BuildOptions::batch_min`]): the filter
+/// passes queue every key that passes with its home slot, a batch is
+/// grouped by slot and looked up in that order, and the lists found are
+/// grouped by first node and walked in that order. The table and the nodes
+/// are then read in sweeps, a few KiB at a time, instead of at random: on
+/// an index larger than the caches and the TLB's reach, each random read
+/// is a cache miss and a page walk, and a sweep shares both among many
+/// keys.
+///
+/// [`BuildOptions::batch_min`]: super::BuildOptions::batch_min
 fn scan_batched(
     idx: &Index,
     t: &[u8],
@@ -354,13 +371,16 @@ fn scan_batched(
     bucket_mask: usize,
 ) {
     let mut found = |node: usize| counts.add(node as u32);
+    let cut = ceiling::get();
     let Pipeline {
-        batch, batch_spare, ..
+        batch,
+        batch_spare,
+        tails,
+        ..
     } = pipe;
     batch.clear();
     let slot_bits = usize::BITS - bucket_mask.leading_zeros();
-    let shift = slot_bits.saturating_sub(DIGIT);
-    let mut groups = [0usize; 1 << DIGIT];
+    let mut groups: Box<Groups> = Box::new([0; GROUPS]);
     let mut spare = [0u8; CHUNK_BYTES];
     let mut base = 0;
     while base < n {
@@ -374,7 +394,7 @@ fn scan_batched(
             n,
             &mut |key, i| {
                 let at = (mix(key) as usize & bucket_mask) as u32;
-                groups[(at >> shift) as usize] += 1;
+                groups[group_of(at, slot_bits)] += 1;
                 batch.push(Rec {
                     key,
                     i: i as u32,
@@ -387,75 +407,69 @@ fn scan_batched(
             pairs_block(idx, t, arr, (base, end), n, &mut found);
         }
         base = end;
-        if batch.len() + CHUNK * KINDS > BATCH_CAP || base >= n {
-            join(
-                idx,
-                t,
-                n,
-                batch,
-                batch_spare,
-                (shift, &mut groups),
-                &mut found,
-            );
+        // A chunk queues at most `CHUNK * KINDS` keys.
+        if batch.len() + CHUNK * KINDS > idx.batch_keys || base >= n {
+            if cut == Cut::Filters {
+                batch.clear();
+            }
+            group_by(batch, batch_spare, slot_bits, &mut groups);
+            let node_bits = usize::BITS - idx.nodes.len().leading_zeros();
+            lookup_batch(idx, batch, batch_spare, node_bits, &mut groups);
+            std::mem::swap(batch, batch_spare);
+            if cut < Cut::Walk {
+                batch.clear();
+            }
+            group_by(batch, batch_spare, node_bits, &mut groups);
+            walk_batch(idx, t, n, batch, tails, cut, &mut found);
             batch.clear();
         }
     }
 }
 
-/// Looks up a batch of keys in slot order and walks the lists found in
-/// node order. `groups` counts the keys by their slot's top bits (from
-/// `shift`), and is left zeroed.
-fn join(
-    idx: &Index,
-    t: &[u8],
-    n: usize,
-    batch: &mut Vec<Rec>,
-    spare: &mut Vec<Rec>,
-    (shift, groups): (u32, &mut [usize; 1 << DIGIT]),
-    found: &mut impl FnMut(usize),
-) {
-    group_by(batch, spare, shift, groups);
-    let node_bits = usize::BITS - idx.nodes.len().leading_zeros();
-    let node_shift = node_bits.saturating_sub(DIGIT);
-    lookup_batch(idx, batch, spare, node_shift, groups);
-    std::mem::swap(batch, spare);
-    group_by(batch, spare, node_shift, groups);
-    walk_batch(idx, t, n, batch, found);
-}
-
+/// Looks up `keys` (grouped by slot) and puts in `lists` one item per list
+/// whose control byte matches (usually only the key's own), its head in
+/// `at`, counting them in `groups` by node group.
 #[inline(never)]
 fn lookup_batch(
     idx: &Index,
-    batch: &[Rec],
-    found: &mut Vec<Rec>,
-    shift: u32,
-    groups: &mut [usize; 1 << DIGIT],
+    keys: &[Rec],
+    lists: &mut Vec<Rec>,
+    node_bits: u32,
+    groups: &mut Groups,
 ) {
-    found.clear();
-    for j in 0..batch.len() {
-        if let Some(a) = batch.get(j + AHEAD) {
+    lists.clear();
+    for (j, r) in keys.iter().enumerate() {
+        if let Some(a) = keys.get(j + AHEAD) {
             idx.prefetch_slot(mix(a.key));
         }
-        let r = batch[j];
         probe_stats::count(0);
         idx.for_each_head(mix(r.key), |head| {
-            groups[head >> shift] += 1;
-            found.push(Rec {
+            groups[group_of(head as u32, node_bits)] += 1;
+            lists.push(Rec {
                 at: head as u32,
-                ..r
+                ..*r
             });
         });
     }
 }
 
+/// Walks the lists of `lists` (grouped by head) whose key is the item's
+/// own, and reports their strings found at the item's position. Those that
+/// need their tails are compared `AHEAD` candidates later, the tails
+/// prefetched in between.
 #[inline(never)]
-fn walk_batch(idx: &Index, t: &[u8], n: usize, batch: &[Rec], found: &mut impl FnMut(usize)) {
-    // Candidates whose tails are compared once AHEAD more are queued
-    // (their tails prefetched by `walk`).
-    let mut later = Vec::new();
+fn walk_batch(
+    idx: &Index,
+    t: &[u8],
+    n: usize,
+    lists: &[Rec],
+    later: &mut Vec<(u32, u32)>,
+    cut: Cut,
+    found: &mut impl FnMut(usize),
+) {
+    later.clear();
     let mut done = 0;
-    let tail = |later: &[(u32, u32)], j: usize, found: &mut dyn FnMut(usize)| {
-        let (node, i) = later[j];
+    let tail = |(node, i): (u32, u32), found: &mut dyn FnMut(usize)| {
         if let Some(nd) = idx.nodes.get(node as usize)
             && verify_tail(idx, nd, i as usize, t, n)
         {
@@ -463,8 +477,8 @@ fn walk_batch(idx: &Index, t: &[u8], n: usize, batch: &[Rec], found: &mut impl F
             found(node as usize);
         }
     };
-    for (j, r) in batch.iter().enumerate() {
-        if let Some(a) = batch.get(j + AHEAD) {
+    for (j, r) in lists.iter().enumerate() {
+        if let Some(a) = lists.get(j + AHEAD) {
             idx.prefetch_node(a.at as usize);
             prefetch(t.as_ptr().wrapping_add(a.i as usize) as usize);
         }
@@ -472,37 +486,41 @@ fn walk_batch(idx: &Index, t: &[u8], n: usize, batch: &[Rec], found: &mut impl F
         // the key's is skipped, and no other is looked for.
         if idx.is_key(r.at as usize, r.key) {
             probe_stats::count(1);
-            walk(idx, r.at as usize, r.i as usize, t, n, found, &mut later);
+            walk(idx, r.at as usize, r.i as usize, t, n, found, later);
         }
-        while later.len() - done > AHEAD {
-            tail(&later, done, found);
+        if cut == Cut::Walk {
+            later.clear();
+            done = 0;
+        }
+        while let Some(&c) = later.get(done).filter(|_| later.len() - done > AHEAD) {
+            tail(c, found);
             done += 1;
         }
     }
-    while done < later.len() {
-        tail(&later, done, found);
-        done += 1;
+    for &c in later.get(done..).unwrap_or_default() {
+        tail(c, found);
     }
+    later.clear();
 }
 
-/// Groups `v` by `at >> shift` (below `1 << DIGIT`), whose counts are in
-/// `groups`, in one scatter; zeroes `groups`. Order within a group does not
-/// matter: what the stages after it want is that the table's (or the
-/// nodes') lines and pages be read in one sweep.
+/// Groups `v` by [`group_of`] its `at` (below `1 << bits`), given how many
+/// fall in each group, in one scatter; zeroes `groups`. The order within a
+/// group does not matter: what the stages after it want is that the table's
+/// (or the nodes') lines and pages be read in one sweep.
 #[inline(never)]
-fn group_by(v: &mut Vec<Rec>, spare: &mut Vec<Rec>, shift: u32, groups: &mut [usize; 1 << DIGIT]) {
+fn group_by(v: &mut Vec<Rec>, spare: &mut Vec<Rec>, bits: u32, groups: &mut Groups) {
     let mut at = 0;
     for s in groups.iter_mut() {
         (*s, at) = (at, at + *s);
     }
-    // Every slot is written below: no need to clear the old ones.
+    // Every item is written below: the old ones need no clearing.
     spare.resize(v.len(), Rec::default());
     for r in v.iter() {
-        let d = (r.at >> shift) as usize & ((1 << DIGIT) - 1);
-        if let Some(slot) = spare.get_mut(groups[d]) {
+        let g = group_of(r.at, bits);
+        if let Some(slot) = spare.get_mut(groups[g]) {
             *slot = *r;
         }
-        groups[d] += 1;
+        groups[g] += 1;
     }
     groups.fill(0);
     std::mem::swap(v, spare);
