@@ -9,7 +9,8 @@
 //! (B's options: `bits=` filter bits per key, `tier5=`, `tier8=`,
 //! `merge4=`, `batch=` the least text scanned in batches, `batch_keys=`;
 //! `rounds=` defaults to 15; `TEXT_SEED=42` writes the text from
-//! the library's own vocabulary).
+//! the library's own vocabulary, `TEXT_KIB=k` makes it `k` KiB instead of
+//! 4 MiB).
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -66,7 +67,11 @@ fn main() {
         a.stats().index_bytes,
         b.stats().index_bytes
     );
-    let text = normalize(&common::text(4 << 20, &strings, common::text_seed()));
+    let kib: usize = std::env::var("TEXT_KIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4096);
+    let text = normalize(&common::text(kib << 10, &strings, common::text_seed()));
     let mut scanner = Scanner::new();
     let (fa, fb) = (
         found(&a, &mut scanner, &text),
