@@ -150,7 +150,7 @@ pub fn top_ids(lib: &Library, hits: &[Hit], n: usize) -> Vec<String> {
         b.action()
             .cmp(&a.action())
             .then(b.weight().total_cmp(&a.weight()))
-            .then(a.number().cmp(&b.number()))
+            .then(a.place().cmp(&b.place()))
     };
     if entries.len() > n {
         entries.select_nth_unstable_by(n - 1, heavier);
@@ -168,6 +168,33 @@ mod tests {
     fn lib(texts: &[&str]) -> Library {
         let specs: Vec<EntrySpec> = texts.iter().map(|t| EntrySpec::new(*t)).collect();
         Library::from_specs(&specs, BuildOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn equal_entries_are_logged_in_file_order() {
+        // Forty entries of one weight: the index numbers them its own way
+        // (by their keywords' slots), the log names them as the file does.
+        let yaml: String = std::iter::once("entries:\n".to_string())
+            .chain((0..40).map(|i| format!("  - {{ text: word{i:02}long, id: e{i:02} }}\n")))
+            .collect();
+        let l = Library::from_yaml_str(
+            &yaml,
+            std::path::Path::new("lib.yaml"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let number = |id: String| l.entries().find(|e| e.id() == id).map(|e| e.number());
+        let numbers: Vec<u32> = (0..40).filter_map(|i| number(format!("e{i:02}"))).collect();
+        assert_eq!(numbers.len(), 40);
+        assert!(
+            numbers.windows(2).any(|w| w[0] > w[1]),
+            "the case needs entry numbers out of file order: {numbers:?}"
+        );
+        let text: String = (0..40).rev().map(|i| format!("word{i:02}long ")).collect();
+        let hits = Scanner::new().scan(&l, &text).to_vec();
+        assert_eq!(hits.len(), 40);
+        let want: Vec<String> = (0..5).map(|i| format!("e{i:02}")).collect();
+        assert_eq!(top_ids(&l, &hits, 5), want);
     }
 
     #[test]
@@ -312,7 +339,7 @@ mod tests {
             b.action()
                 .cmp(&a.action())
                 .then(b.weight().total_cmp(&a.weight()))
-                .then(a.number().cmp(&b.number()))
+                .then(a.place().cmp(&b.place()))
         });
         let want: Vec<String> = want.iter().map(|e| e.id().into_owned()).collect();
         // The hits in three orders: sorted, reversed, interleaved.

@@ -653,7 +653,7 @@ pub fn report(
         b.action()
             .cmp(&a.action())
             .then(b.weight().total_cmp(&a.weight()))
-            .then(a.number().cmp(&b.number()))
+            .then(a.place().cmp(&b.place()))
     });
     let hits = entries
         .into_iter()

@@ -520,16 +520,41 @@ impl Index {
         drop(by_key);
         let t_choose = t0.elapsed();
 
-        // Freeze: lay each list out as a contiguous run, lists in the order
-        // their first string came, strings in input order within a list.
+        // Freeze: lay each list out as a contiguous run, strings in input
+        // order within a list; the lists of strings keyed whole first, in
+        // the order their first string came, then the table's lists in the
+        // order of their keys' home slots in the table (the batched scan
+        // looks keys up in slot order, and so walks the lists it finds in
+        // node order, reading the nodes in the same sweep as the table).
+        let table_keys = is_head
+            .iter()
+            .zip(patterns)
+            .filter(|&(&h, p)| h && p.bytes.len() > SHORT_MAX)
+            .count();
+        let slot_mask = HashTable::<u32>::with_capacity(table_keys)
+            .num_buckets()
+            .saturating_sub(1);
+        let mut heads: Vec<(u64, u32)> = is_head
+            .iter()
+            .zip(patterns)
+            .enumerate()
+            .filter(|&(_, (&h, _))| h)
+            .map(|(i, (_, p))| {
+                let slot = if p.bytes.len() > SHORT_MAX {
+                    1 + (mix(keys[i]) as usize & slot_mask) as u64
+                } else {
+                    0
+                };
+                (slot, i as u32)
+            })
+            .collect();
+        heads.sort_unstable();
         let mut order: Vec<u32> = Vec::with_capacity(patterns.len());
-        for (i, &head) in is_head.iter().enumerate() {
-            if head {
-                let mut j = i as u32;
-                while j != NIL {
-                    order.push(j);
-                    j = next[j as usize];
-                }
+        for (_, i) in heads {
+            let mut j = i;
+            while j != NIL {
+                order.push(j);
+                j = next[j as usize];
             }
         }
 

@@ -191,6 +191,16 @@ impl<'a> Entry<'a> {
         self.class().mode
     }
 
+    /// Where the entry stands in the library: the file of its first
+    /// definition (in the order the files were read) and its line there,
+    /// then its number. A total order that follows the files, for listing
+    /// entries of equal rank (entry numbers follow the index's layout, not
+    /// the files).
+    pub fn place(&self) -> (u32, u32, u32) {
+        let o = self.lib.origins[self.n as usize];
+        (o.source, o.line, self.n)
+    }
+
     /// The file and line of the first definition.
     pub fn origin(&self) -> (&'a str, u32) {
         let o = self.lib.origins[self.n as usize];

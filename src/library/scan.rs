@@ -33,9 +33,10 @@
 //! default) is scanned in batches instead (see `scan_batched`): the same
 //! filter passes queue every key that passes with its home slot; a batch
 //! of keys is grouped by slot (2 048 groups, one scatter) and looked up in
-//! that order, every list whose control byte matches is queued with its
-//! head, those are grouped by head and walked in that order, and the
-//! candidates' tails are compared a few candidates later. On an index
+//! that order, and every list whose control byte matches is queued with
+//! its head and walked in that order (the build numbers the lists in the
+//! order of their keys' home slots, so this is node order too), the
+//! candidates' tails compared a few candidates later. On an index
 //! larger than the caches and the TLB's reach the pipeline's lookups are
 //! random reads, each a cache miss and a page walk; grouped, the table and
 //! the nodes are read in sweeps that share lines and pages among many keys
@@ -374,7 +375,7 @@ fn group_of(at: u32, bits: u32) -> usize {
 /// Scans `t[..n]` in batches (see [`BuildOptions::batch_min`]): the filter
 /// passes queue every key that passes with its home slot, a batch is
 /// grouped by slot and looked up in that order, and the lists found are
-/// grouped by first node and walked in that order. The table and the nodes
+/// walked in that order, which is node order too. The table and the nodes
 /// are then read in sweeps, a few KiB at a time, instead of at random: on
 /// an index larger than the caches and the TLB's reach, each random read
 /// is a cache miss and a page walk, and a sweep shares both among many
@@ -432,13 +433,11 @@ fn scan_batched(
                 batch.clear();
             }
             group_by(batch, batch_spare, slot_bits, &mut groups);
-            let node_bits = usize::BITS - idx.nodes.len().leading_zeros();
-            lookup_batch(idx, batch, batch_spare, node_bits, &mut groups);
+            lookup_batch(idx, batch, batch_spare);
             std::mem::swap(batch, batch_spare);
             if cut < Cut::Walk {
                 batch.clear();
             }
-            group_by(batch, batch_spare, node_bits, &mut groups);
             walk_batch(idx, t, n, batch, tails, cut, &mut found);
             batch.clear();
         }
@@ -447,15 +446,10 @@ fn scan_batched(
 
 /// Looks up `keys` (grouped by slot) and puts in `lists` one item per list
 /// whose control byte matches (usually only the key's own), its head in
-/// `at`, counting them in `groups` by node group.
+/// `at`. The lists are numbered in the order of their keys' home slots
+/// (see [`Index::build`]), so `lists` comes out grouped by head as well.
 #[inline(never)]
-fn lookup_batch(
-    idx: &Index,
-    keys: &[Rec],
-    lists: &mut Vec<Rec>,
-    node_bits: u32,
-    groups: &mut Groups,
-) {
+fn lookup_batch(idx: &Index, keys: &[Rec], lists: &mut Vec<Rec>) {
     lists.clear();
     for (j, r) in keys.iter().enumerate() {
         if let Some(a) = keys.get(j + AHEAD) {
@@ -463,7 +457,6 @@ fn lookup_batch(
         }
         probe_stats::count(0);
         idx.for_each_head(mix(r.key), |head| {
-            groups[group_of(head as u32, node_bits)] += 1;
             lists.push(Rec {
                 at: head as u32,
                 ..*r
@@ -472,7 +465,7 @@ fn lookup_batch(
     }
 }
 
-/// Walks the lists of `lists` (grouped by head) whose key is the item's
+/// Walks the lists of `lists` (about in node order) whose key is the item's
 /// own, and reports their strings found at the item's position. Those that
 /// need their tails are compared `AHEAD` candidates later, the tails
 /// prefetched in between.
