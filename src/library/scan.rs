@@ -31,7 +31,9 @@
 //!
 //! A text of at least [`BuildOptions::batch_min`] bytes (64 KiB by
 //! default) is scanned in batches instead (see `scan_batched`): the same
-//! filter passes queue every key that passes with its home slot; a batch
+//! filter passes, one after the other over regions of 64 KiB (each pass's
+//! filter then has the caches to itself), queue every key that passes with
+//! its home slot; a batch
 //! of keys is grouped by slot (2 048 groups, one scatter) and looked up in
 //! that order, and every list whose control byte matches is queued with
 //! its head and walked in that order (the build numbers the lists in the
@@ -68,7 +70,7 @@
 use super::BuildOptions;
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
-use super::index::{Index, KINDS, Node, mask, prefetch};
+use super::index::{Index, KINDS, Node, Pass, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
 use ceiling::Cut;
@@ -356,6 +358,8 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
     }
 }
 
+/// Text the batched scan's filter passes cover one after the other.
+const REGION: usize = 128 * CHUNK;
 /// How many keys ahead the batched stages prefetch.
 const AHEAD: usize = 32;
 /// Bits of a slot or node number that group the batched keys: 2 048
@@ -391,7 +395,6 @@ fn scan_batched(
     bucket_mask: usize,
 ) {
     let mut found = |node: usize| counts.add(node as u32);
-    let cut = ceiling::get();
     let Pipeline {
         batch,
         batch_spare,
@@ -404,43 +407,85 @@ fn scan_batched(
     let mut spare = [0u8; CHUNK_BYTES];
     let mut base = 0;
     while base < n {
-        let end = (base + CHUNK).min(n);
-        let arr = chunk_bytes(t, base, &mut spare);
-        filter_chunk_keys(
+        // Pass by pass over a region, so that each pass's filter stays in
+        // the caches for the region rather than sharing them with the
+        // others' chunk by chunk.
+        let stop = (base + REGION).min(n);
+        for pass in &idx.passes {
+            for_each_chunk(t, (base, stop), &mut spare, |arr, range| {
+                let mut add = |key: u64, i: usize| {
+                    let at = (mix(key) as usize & bucket_mask) as u32;
+                    groups[group_of(at, slot_bits)] += 1;
+                    batch.push(Rec {
+                        key,
+                        i: i as u32,
+                        at,
+                    });
+                };
+                filter_pass_chunk(idx, pass, t, arr, range, n, &mut add, &mut found);
+            });
+            // A pass over a region queues at most two keys a position.
+            if batch.len() >= idx.batch_keys {
+                let queues = (&mut *batch, &mut *batch_spare, &mut *tails);
+                join(idx, t, n, queues, (slot_bits, &mut groups), &mut found);
+            }
+        }
+        if idx.has_pairs {
+            for_each_chunk(t, (base, stop), &mut spare, |arr, range| {
+                pairs_block(idx, t, arr, range, n, &mut found);
+            });
+        }
+        base = stop;
+    }
+    if !batch.is_empty() {
+        join(
             idx,
             t,
-            arr,
-            (base, end),
             n,
-            &mut |key, i| {
-                let at = (mix(key) as usize & bucket_mask) as u32;
-                groups[group_of(at, slot_bits)] += 1;
-                batch.push(Rec {
-                    key,
-                    i: i as u32,
-                    at,
-                });
-            },
+            (batch, batch_spare, tails),
+            (slot_bits, &mut groups),
             &mut found,
         );
-        if idx.has_pairs {
-            pairs_block(idx, t, arr, (base, end), n, &mut found);
-        }
-        base = end;
-        // A chunk queues at most `CHUNK * KINDS` keys.
-        if batch.len() + CHUNK * KINDS > idx.batch_keys || base >= n {
-            if cut == Cut::Filters {
-                batch.clear();
-            }
-            group_by(batch, batch_spare, slot_bits, &mut groups);
-            lookup_batch(idx, batch, batch_spare);
-            std::mem::swap(batch, batch_spare);
-            if cut < Cut::Walk {
-                batch.clear();
-            }
-            walk_batch(idx, t, n, batch, tails, cut, &mut found);
-            batch.clear();
-        }
+    }
+}
+
+/// Looks up the queued keys of `batch` and walks the lists found (see
+/// [`scan_batched`]), leaving `batch` and `groups` empty.
+fn join(
+    idx: &Index,
+    t: &[u8],
+    n: usize,
+    (batch, spare, tails): (&mut Vec<Rec>, &mut Vec<Rec>, &mut Vec<(u32, u32)>),
+    (slot_bits, groups): (u32, &mut Groups),
+    found: &mut impl FnMut(usize),
+) {
+    let cut = ceiling::get();
+    if cut == Cut::Filters {
+        batch.clear();
+    }
+    group_by(batch, spare, slot_bits, groups);
+    lookup_batch(idx, batch, spare);
+    std::mem::swap(batch, spare);
+    if cut < Cut::Walk {
+        batch.clear();
+    }
+    walk_batch(idx, t, n, batch, tails, cut, found);
+    batch.clear();
+}
+
+/// Calls `f` with each chunk of `t[base..stop]` and its range.
+#[inline(always)]
+fn for_each_chunk(
+    t: &[u8],
+    (base, stop): (usize, usize),
+    spare: &mut [u8; CHUNK_BYTES],
+    mut f: impl FnMut(&[u8; CHUNK_BYTES], (usize, usize)),
+) {
+    let mut b = base;
+    while b < stop {
+        let end = (b + CHUNK).min(stop);
+        f(chunk_bytes(t, b, spare), (b, end));
+        b = end;
     }
 }
 
@@ -547,34 +592,50 @@ fn filter_chunk_keys(
     idx: &Index,
     t: &[u8],
     arr: &[u8; CHUNK_BYTES],
+    range: (usize, usize),
+    n: usize,
+    add: &mut impl FnMut(u64, usize),
+    found: &mut impl FnMut(usize),
+) {
+    for pass in &idx.passes {
+        filter_pass_chunk(idx, pass, t, arr, range, n, add, found);
+    }
+}
+
+/// [`filter_chunk_keys`] for one pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn filter_pass_chunk(
+    idx: &Index,
+    pass: &Pass,
+    t: &[u8],
+    arr: &[u8; CHUNK_BYTES],
     (base, end): (usize, usize),
     n: usize,
     add: &mut impl FnMut(u64, usize),
     found: &mut impl FnMut(usize),
 ) {
     let len = end - base;
-    for pass in &idx.passes {
-        let Some(filter) = idx.pass_filter(pass) else {
-            continue;
-        };
-        let (mask, tag) = (pass.mask, pass.tag);
-        let [own, rider] = match pass.rider {
-            None => [filter.filter_chunk(arr, mask, tag, len), [0; BLOCKS]],
-            Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r, len),
-        };
-        if pass.own && pass.direct {
-            // 3-byte strings: their own small table, found at once.
-            for_each_set(base, own, |i| {
-                if let Some(head) = idx.find3((read8(t, i) & mask) as u32) {
-                    report_run(idx, head, i, t, n, found);
-                }
-            });
-        } else if pass.own {
-            for_each_set(base, own, |i| add((read8(t, i) & mask) | tag, i));
-        }
-        if let Some((m2, t2)) = pass.rider {
-            for_each_set(base, rider, |i| add((read8(t, i) & m2) | t2, i));
-        }
+    let Some(filter) = idx.pass_filter(pass) else {
+        return;
+    };
+    let (mask, tag) = (pass.mask, pass.tag);
+    let [own, rider] = match pass.rider {
+        None => [filter.filter_chunk(arr, mask, tag, len), [0; BLOCKS]],
+        Some(r) => filter.filter_pair_chunk(arr, (mask, tag), r, len),
+    };
+    if pass.own && pass.direct {
+        // 3-byte strings: their own small table, found at once.
+        for_each_set(base, own, |i| {
+            if let Some(head) = idx.find3((read8(t, i) & mask) as u32) {
+                report_run(idx, head, i, t, n, found);
+            }
+        });
+    } else if pass.own {
+        for_each_set(base, own, |i| add((read8(t, i) & mask) | tag, i));
+    }
+    if let Some((m2, t2)) = pass.rider {
+        for_each_set(base, rider, |i| add((read8(t, i) & m2) | t2, i));
     }
 }
 
