@@ -97,6 +97,9 @@ pub(crate) const KINDS: usize = 6;
 pub(crate) const SHORT_MAX: usize = 3;
 /// Longest string found through the exact two-byte table alone.
 pub(crate) const PAIR_MAX: usize = 2;
+/// Bits of a home slot by which the build groups the lists (the batched
+/// scan groups keys by as many: see `scan::GROUP_BITS`).
+pub(crate) const GROUP_BITS: u32 = 11;
 /// How many strings ahead the keyword choice prefetches its counters.
 const CHOOSE_AHEAD: usize = 4;
 /// No node.
@@ -534,23 +537,34 @@ impl Index {
         let slot_mask = HashTable::<u32>::with_capacity(table_keys)
             .num_buckets()
             .saturating_sub(1);
-        let mut heads: Vec<(u64, u32)> = is_head
-            .iter()
-            .zip(patterns)
-            .enumerate()
-            .filter(|&(_, (&h, _))| h)
-            .map(|(i, (_, p))| {
-                let slot = if p.bytes.len() > SHORT_MAX {
-                    1 + (mix(keys[i]) as usize & slot_mask) as u64
-                } else {
-                    0
-                };
-                (slot, i as u32)
-            })
-            .collect();
-        heads.sort_unstable();
+        // Grouped, not sorted: the scan groups keys by the top bits of
+        // their slots (`GROUP_BITS`), and a counting pass costs a tenth of
+        // a sort of a million heads.
+        let slot_bits = usize::BITS - slot_mask.leading_zeros();
+        let group = |i: usize| -> usize {
+            if patterns[i].bytes.len() > SHORT_MAX {
+                1 + ((mix(keys[i]) as usize & slot_mask) >> slot_bits.saturating_sub(GROUP_BITS))
+            } else {
+                0
+            }
+        };
+        let mut starts = vec![0u32; (1 << GROUP_BITS) + 2];
+        for (i, _) in is_head.iter().enumerate().filter(|&(_, &h)| h) {
+            starts[group(i) + 1] += 1;
+        }
+        for g in 1..starts.len() {
+            starts[g] += starts[g - 1];
+        }
+        let mut heads = vec![0u32; starts[starts.len() - 1] as usize];
+        for (i, _) in is_head.iter().enumerate().filter(|&(_, &h)| h) {
+            let at = &mut starts[group(i)];
+            if let Some(slot) = heads.get_mut(*at as usize) {
+                *slot = i as u32;
+            }
+            *at += 1;
+        }
         let mut order: Vec<u32> = Vec::with_capacity(patterns.len());
-        for (_, i) in heads {
+        for i in heads {
             let mut j = i;
             while j != NIL {
                 order.push(j);
@@ -569,10 +583,27 @@ impl Index {
         let mut short_pairs = Box::new([0u64; 1024]);
         let mut per_kind = [0usize; KINDS];
         let (mut pair_strings, mut three_heads) = (0, 0);
-        for &i in &order {
+        // The keys of the lists' first nodes, in node order, for the table.
+        let mut head_keys: Vec<Option<u64>> = Vec::with_capacity(patterns.len());
+        // `order` visits the strings at random: what each needs is fetched
+        // a few strings ahead (the pattern itself a few more, for the
+        // address of its bytes).
+        let ahead = |j: usize| order.get(j).map(|&q| q as usize);
+        for (j, &i) in order.iter().enumerate() {
+            if let Some(q) = ahead(j + 2 * CHOOSE_AHEAD * 4) {
+                prefetch(std::ptr::from_ref(&patterns[q]) as usize);
+            }
+            if let Some(q) = ahead(j + CHOOSE_AHEAD * 4) {
+                prefetch(patterns[q].bytes.as_ptr() as usize);
+                prefetch(std::ptr::from_ref(&offs[q]) as usize);
+                prefetch(std::ptr::from_ref(&next[q]) as usize);
+                prefetch(std::ptr::from_ref(&is_head[q]) as usize);
+                prefetch(std::ptr::from_ref(&keys[q]) as usize);
+            }
             let p = &patterns[i as usize];
             let b = p.bytes;
             let kind = kind_of(b.len());
+            head_keys.push(is_head[i as usize].then(|| keys[i as usize]));
             if is_head[i as usize] {
                 per_kind[kind as usize] += 1;
             }
@@ -693,12 +724,13 @@ impl Index {
             index.passes.push(three(KIND_SHORT));
         }
         let mut run = 0;
-        for pos in 0..index.nodes.len() {
+        for (pos, &head_key) in head_keys.iter().enumerate() {
             run += 1;
             let node = index.nodes[pos];
             // Strings of 1 or 2 bytes have tables of their own.
-            if is_head[order[pos] as usize] && node.len as usize > PAIR_MAX {
-                let k = keys[order[pos] as usize];
+            if let Some(k) = head_key
+                && node.len as usize > PAIR_MAX
+            {
                 match (node.kind(), index.union.as_mut()) {
                     (KIND_SHORT, Some(u)) => u.insert(k),
                     (1, Some(u)) => u.insert_in(key_of_window(k, KIND_SHORT, SHORT_MAX), k),

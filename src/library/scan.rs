@@ -364,7 +364,7 @@ const REGION: usize = 128 * CHUNK;
 const AHEAD: usize = 32;
 /// Bits of a slot or node number that group the batched keys: 2 048
 /// groups, each a few KiB of the table or of the nodes.
-const GROUP_BITS: u32 = 11;
+use super::index::GROUP_BITS;
 const GROUPS: usize = 1 << GROUP_BITS;
 
 /// Keys per group bucket, counted as they are queued.
