@@ -135,8 +135,10 @@ pub struct BuildOptions {
     /// layout is unknown, the pipelined scan (which overlaps each chunk's
     /// misses with the next chunk's filters).
     pub batch_min: usize,
-    /// Keys queued per batch (16 bytes each, twice: the queue and its
-    /// grouped copy). More keys per batch read the index in denser sweeps.
+    /// Keys queued before a batch is looked up (16 bytes each, twice: the
+    /// queue and its grouped copy; checked after each filter pass over a
+    /// region of 64 KiB, which queues at most two keys per position). More
+    /// keys per batch read the index in denser sweeps.
     pub batch_keys: usize,
 }
 

@@ -42,7 +42,7 @@
 //! larger than the caches and the TLB's reach the pipeline's lookups are
 //! random reads, each a cache miss and a page walk; grouped, the table and
 //! the nodes are read in sweeps that share lines and pages among many keys
-//! (at a million strings the scan of 4 MiB runs some 1.2–1.4 times as fast;
+//! (at a million strings the scan of 4 MiB runs some 1.1–1.4 times as fast;
 //! on a short text a batch is too sparse to share anything, and the
 //! pipeline is as fast).
 //!
@@ -61,16 +61,18 @@
 //! tally: allocating and freeing them per text cost a short text more than
 //! its scan (10 % of a 2 KiB message's instructions, with glibc trimming
 //! its heap on each free). The pipeline adds three chunks of latency,
-//! nothing else. The batched scan's queues take 32 bytes per key queued,
-//! at most [`BuildOptions::batch_keys`] keys (2^18 by default: 8 MiB, kept
-//! like the other buffers; a text of 1 MiB queues some 64 000 keys against
-//! a million strings), and a 16 KiB table of group counts per text.
+//! nothing else. The batched scan's queues take 32 bytes per key queued:
+//! a batch is looked up once it holds [`BuildOptions::batch_keys`] keys
+//! (2^18 by default), checked after each pass over a region, which adds at
+//! most two keys per position of the region (so at most 12 MiB, kept like
+//! the other buffers; a text of 1 MiB queues some 64 000 keys against a
+//! million strings, 2 MiB), and a 16 KiB table of group counts per text.
 
 #[cfg(doc)]
 use super::BuildOptions;
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
-use super::index::{Index, KINDS, Node, Pass, mask, prefetch};
+use super::index::{GROUP_BITS, Index, KINDS, Node, Pass, mask, prefetch};
 use super::normalize::normalize_into;
 use super::tally::Tally;
 use ceiling::Cut;
@@ -362,9 +364,9 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
 const REGION: usize = 128 * CHUNK;
 /// How many keys ahead the batched stages prefetch.
 const AHEAD: usize = 32;
-/// Bits of a slot or node number that group the batched keys: 2 048
-/// groups, each a few KiB of the table or of the nodes.
-use super::index::GROUP_BITS;
+/// Groups of slot numbers (and, through the build's numbering, of lists)
+/// that the batched scan sorts keys into: 2 048, each a few KiB of the
+/// table and of the nodes.
 const GROUPS: usize = 1 << GROUP_BITS;
 
 /// Keys per group bucket, counted as they are queued.
