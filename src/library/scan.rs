@@ -72,7 +72,7 @@
 use super::BuildOptions;
 use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
-use super::index::{GROUP_BITS, Index, KINDS, Node, Pass, mask, prefetch};
+use super::index::{GROUP_BITS, Index, KINDS, Node, Pass, mask, prefetch, width};
 use super::normalize::normalize_into;
 use super::tally::Tally;
 use ceiling::Cut;
@@ -925,7 +925,8 @@ enum Seen {
 }
 
 /// Checks the candidate `node` for the keyword at `i` against the bytes the
-/// node holds (and the word boundaries, when that settles it).
+/// node holds (and the word boundaries, when that settles it). The caller
+/// has matched the node's keyword at `i`.
 #[inline(always)]
 fn verify_held(node: &Node, i: usize, t: &[u8], n: usize) -> Seen {
     let Some(s) = i.checked_sub(node.kw_off()) else {
@@ -938,7 +939,11 @@ fn verify_held(node: &Node, i: usize, t: &[u8], n: usize) -> Seen {
     }
     let a = node.anchor();
     let held = (len - a).min(WIN);
-    if (read8(t, s + a) ^ node.prefix) & mask(held) != 0 {
+    // Held bytes within the keyword are the key's, which the caller has
+    // matched (an 8-byte keyword is all its node holds): no text to read.
+    let kw = node.kw_off();
+    let in_key = a >= kw && a + held <= kw + width(node.kind());
+    if !in_key && (read8(t, s + a) ^ node.prefix) & mask(held) != 0 {
         return Seen::No;
     }
     if len > held {
