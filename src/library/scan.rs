@@ -349,13 +349,8 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
         if cut == Cut::Walk {
             tails.clear();
         }
-        for &(node, i) in tailing.iter() {
-            if let Some(nd) = idx.nodes.get(node as usize)
-                && verify_tail(idx, nd, i as usize, t, n)
-            {
-                probe_stats::count(3);
-                found(node as usize);
-            }
+        for &c in tailing.iter() {
+            finish(idx, c, t, n, &mut found);
         }
     }
 }
@@ -528,14 +523,6 @@ fn walk_batch(
 ) {
     later.clear();
     let mut done = 0;
-    let tail = |(node, i): (u32, u32), found: &mut dyn FnMut(usize)| {
-        if let Some(nd) = idx.nodes.get(node as usize)
-            && verify_tail(idx, nd, i as usize, t, n)
-        {
-            probe_stats::count(3);
-            found(node as usize);
-        }
-    };
     for (j, r) in lists.iter().enumerate() {
         if let Some(a) = lists.get(j + AHEAD) {
             idx.prefetch_node(a.at as usize);
@@ -552,12 +539,12 @@ fn walk_batch(
             done = 0;
         }
         while let Some(&c) = later.get(done).filter(|_| later.len() - done > AHEAD) {
-            tail(c, found);
+            finish(idx, c, t, n, found);
             done += 1;
         }
     }
     for &c in later.get(done..).unwrap_or_default() {
-        tail(c, found);
+        finish(idx, c, t, n, found);
     }
     later.clear();
 }
@@ -953,6 +940,18 @@ fn verify_held(node: &Node, i: usize, t: &[u8], n: usize) -> Seen {
         Seen::Yes
     } else {
         Seen::No
+    }
+}
+
+/// Reports candidate `node` at keyword position `i`, whose held bytes
+/// matched, if its tail and boundaries hold too.
+#[inline(always)]
+fn finish(idx: &Index, (node, i): (u32, u32), t: &[u8], n: usize, found: &mut impl FnMut(usize)) {
+    if let Some(nd) = idx.nodes.get(node as usize)
+        && verify_tail(idx, nd, i as usize, t, n)
+    {
+        probe_stats::count(3);
+        found(node as usize);
     }
 }
 
