@@ -1,6 +1,6 @@
 //! The engine against a plain search: a library of the input's lines (the
-//! keyword tiers, the filter size and the 4-byte riders chosen by its first
-//! byte) and a text; every entry found with its count, exactly as counting
+//! keyword tiers, the filter size, the 4-byte riders and the batched or
+//! pipelined scan chosen by its first byte) and a text; every entry found with its count, exactly as counting
 //! every overlapping occurrence of each normalized string in the normalized
 //! text finds them.
 #![no_main]
@@ -35,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
         tier5_min: if mode & 4 != 0 { 0 } else { usize::MAX },
         tier8_min: if mode & 8 != 0 { 0 } else { usize::MAX },
         merge4_max: if mode & 0x20 != 0 { 0 } else { 4096 },
+        // Batched from the first byte (a batch per chunk, or one for all),
+        // or pipelined.
+        batch_min: if mode & 0x40 != 0 { 0 } else { usize::MAX },
+        batch_keys: if mode & 0x80 != 0 { 1 } else { 1 << 18 },
     };
     let Ok(lib) = Library::from_specs(&specs, opts) else {
         return;

@@ -21,6 +21,9 @@
 //! input order; the links come from sorting `(keyword, position)` pairs),
 //! then frozen: each list is laid out as one contiguous run of nodes, the
 //! following slot is the next element, and a `LAST` bit ends the run. The
+//! runs of strings keyed whole come first, then the table's runs grouped by
+//! the top [`GROUP_BITS`] of their keys' home slots (the order in which the
+//! batched scan looks keys up, so it reads the nodes in the same sweep). The
 //! table (`hashbrown::HashTable<u32>`) maps a keyword to the first node
 //! of its run; a bucket is the node number alone. hashbrown's control byte
 //! (seven bits of the hash) refuses most absent keys without reading a
@@ -97,9 +100,12 @@ pub(crate) const KINDS: usize = 6;
 pub(crate) const SHORT_MAX: usize = 3;
 /// Longest string found through the exact two-byte table alone.
 pub(crate) const PAIR_MAX: usize = 2;
-/// Bits of a home slot by which the build groups the lists (the batched
-/// scan groups keys by as many: see `scan::GROUP_BITS`).
+/// Top bits of a home slot by which the build groups the table's lists,
+/// and the batched scan the keys it looks up, so that both come out in the
+/// same order.
 pub(crate) const GROUP_BITS: u32 = 11;
+/// How many strings ahead freezing the lists prefetches their data.
+const FREEZE_AHEAD: usize = 16;
 /// How many strings ahead the keyword choice prefetches its counters.
 const CHOOSE_AHEAD: usize = 4;
 /// No node.
@@ -129,9 +135,9 @@ pub struct BuildOptions {
     pub merge4_max: usize,
     /// Texts of at least this many bytes are scanned in batches: the keys
     /// that pass the filters are queued, grouped by table slot and looked
-    /// up in that order, and the lists found grouped by node and walked in
-    /// that order, so that an index larger than the caches is read in
-    /// sweeps rather than at random. Below it, and for indexes whose table
+    /// up in that order, and the lists found walked in that order (which
+    /// the build makes node order too), so that an index larger than the
+    /// caches is read in sweeps rather than at random. Below it, and for indexes whose table
     /// layout is unknown, the pipelined scan (which overlaps each chunk's
     /// misses with the next chunk's filters).
     pub batch_min: usize,
@@ -592,10 +598,10 @@ impl Index {
         // address of its bytes).
         let ahead = |j: usize| order.get(j).map(|&q| q as usize);
         for (j, &i) in order.iter().enumerate() {
-            if let Some(q) = ahead(j + 2 * CHOOSE_AHEAD * 4) {
+            if let Some(q) = ahead(j + 2 * FREEZE_AHEAD) {
                 prefetch(std::ptr::from_ref(&patterns[q]) as usize);
             }
-            if let Some(q) = ahead(j + CHOOSE_AHEAD * 4) {
+            if let Some(q) = ahead(j + FREEZE_AHEAD) {
                 prefetch(patterns[q].bytes.as_ptr() as usize);
                 prefetch(std::ptr::from_ref(&offs[q]) as usize);
                 prefetch(std::ptr::from_ref(&next[q]) as usize);
