@@ -819,7 +819,12 @@ fn walk(
                 found(at);
             }
             Seen::Tail => {
+                // The tail, and the text's line at the string's end (the
+                // keyword's line is prefetched already; a long string's end
+                // is often on the next).
                 prefetch(idx.tails.as_ptr().wrapping_add(node.tail as usize) as usize);
+                let end = (i + node.len as usize).saturating_sub(node.kw_off());
+                prefetch(t.as_ptr().wrapping_add(end) as usize);
                 later.push((at as u32, i as u32));
             }
             Seen::No => {}
