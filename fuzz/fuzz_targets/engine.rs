@@ -1,8 +1,8 @@
 //! The engine against a plain search: a library of the input's lines (the
 //! keyword tiers, the filter size, the 4-byte riders and the batched or
-//! pipelined scan chosen by its first byte) and a text; every entry found with its count, exactly as counting
-//! every overlapping occurrence of each normalized string in the normalized
-//! text finds them.
+//! pipelined scan chosen by its first byte) and a text; every entry found
+//! with its count, exactly as counting every overlapping occurrence of each
+//! normalized string in the normalized text finds them.
 #![no_main]
 
 use std::collections::BTreeMap;

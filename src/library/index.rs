@@ -137,9 +137,9 @@ pub struct BuildOptions {
     /// that pass the filters are queued, grouped by table slot and looked
     /// up in that order, and the lists found walked in that order (which
     /// the build makes node order too), so that an index larger than the
-    /// caches is read in sweeps rather than at random. Below it, and for indexes whose table
-    /// layout is unknown, the pipelined scan (which overlaps each chunk's
-    /// misses with the next chunk's filters).
+    /// caches is read in sweeps rather than at random. Below it, and for
+    /// indexes whose table layout is unknown, the pipelined scan (which
+    /// overlaps each chunk's misses with the next chunk's filters).
     pub batch_min: usize,
     /// Keys queued before a batch is looked up (16 bytes each, twice: the
     /// queue and its grouped copy; checked after each filter pass over a
@@ -542,12 +542,11 @@ impl Index {
             .zip(patterns)
             .filter(|&(&h, p)| h && p.bytes.len() > SHORT_MAX)
             .count();
-        let slot_mask = HashTable::<u32>::with_capacity(table_keys)
-            .num_buckets()
-            .saturating_sub(1);
+        // The table itself, made now for its number of buckets.
+        let table = HashTable::with_capacity(table_keys);
+        let slot_mask = table.num_buckets().saturating_sub(1);
         // Grouped, not sorted: the scan groups keys by the top bits of
-        // their slots (`GROUP_BITS`), and a counting pass costs a tenth of
-        // a sort of a million heads.
+        // their slots (`GROUP_BITS`) and needs no finer order.
         let slot_bits = usize::BITS - slot_mask.leading_zeros();
         let group = |i: usize| -> usize {
             if patterns[i].bytes.len() > SHORT_MAX {
@@ -671,9 +670,7 @@ impl Index {
         let mut index = Index {
             nodes,
             tails,
-            table: HashTable::with_capacity(
-                per_kind.iter().sum::<usize>() - pair_strings - three_heads,
-            ),
+            table,
             layout: None,
             batch_min: opts.batch_min,
             batch_keys: opts.batch_keys,

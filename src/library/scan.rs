@@ -121,7 +121,8 @@ struct Pipeline {
     /// (node, position) of the candidates whose tails are compared next round.
     tails: Vec<(u32, u32)>,
     tailing: Vec<(u32, u32)>,
-    /// The batched scan's keys (then lists) and its radix sort's buffer.
+    /// The batched scan's queue of keys (then of lists) and the buffer its
+    /// scatter groups them into.
     batch: Vec<Rec>,
     batch_spare: Vec<Rec>,
 }
@@ -572,7 +573,7 @@ fn group_by(v: &mut Vec<Rec>, spare: &mut Vec<Rec>, bits: u32, groups: &mut Grou
     std::mem::swap(v, spare);
 }
 
-/// Pushes `(key, hash, position)` for every key of positions `base..end`
+/// Hands `add` the key and position of every key of positions `base..end`
 /// (at most one chunk, whose bytes are `arr`) that passes its filter,
 /// except that 3-byte strings are looked up at once and reported to
 /// `found`.
