@@ -74,7 +74,7 @@ use super::Library;
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
 use super::index::{GROUP_BITS, Index, KINDS, Node, Pass, mask, prefetch, width};
 use super::normalize::normalize_into;
-use super::tally::Tally;
+use super::tally::{Tally, radix_sort};
 use ceiling::Cut;
 
 /// One library entry found in a text.
@@ -181,8 +181,9 @@ impl Scanner {
 
     fn collect(&mut self) -> &[Hit] {
         self.hits.clear();
-        self.counts.drain_into(&mut self.hits);
-        sort_hits(&mut self.hits, &mut self.spare);
+        if !self.counts.drain_into(&mut self.hits) {
+            sort_hits(&mut self.hits, &mut self.spare);
+        }
         &self.hits
     }
 
@@ -200,46 +201,10 @@ impl Scanner {
     }
 }
 
-/// Hits below this many are sorted by comparisons, above by radix.
-const RADIX_MIN: usize = 512;
-/// Bits of the entry number per radix pass.
-const DIGIT: u32 = 11;
-
-/// Sorts `hits` by entry. Entries are distinct, so the key alone orders
-/// them. A dense text against a large library finds tens of thousands of
-/// entries, and a comparison sort of those took a twentieth of the scan's
-/// instructions: a least-significant-digit radix sort over the bits the
-/// largest entry needs (two passes below 2^22 entries) takes under half.
+/// Sorts `hits` by entry (entries are distinct, so the key alone orders
+/// them). A dense text against a large library finds tens of thousands.
 fn sort_hits(hits: &mut Vec<Hit>, spare: &mut Vec<Hit>) {
-    if hits.len() < RADIX_MIN {
-        hits.sort_unstable_by_key(|h| h.entry);
-        return;
-    }
-    let max = hits.iter().map(|h| h.entry).max().unwrap_or(0);
-    let bits = u32::BITS - max.leading_zeros();
-    let mut shift = 0;
-    while shift < bits {
-        let digit = |h: &Hit| ((h.entry >> shift) & ((1 << DIGIT) - 1)) as usize;
-        let mut starts = [0usize; 1 << DIGIT];
-        for h in hits.iter() {
-            starts[digit(h)] += 1;
-        }
-        let mut at = 0;
-        for s in starts.iter_mut() {
-            (*s, at) = (at, at + *s);
-        }
-        spare.clear();
-        spare.resize(hits.len(), Hit { entry: 0, count: 0 });
-        for h in hits.iter() {
-            let d = digit(h);
-            if let Some(slot) = spare.get_mut(starts[d]) {
-                *slot = *h;
-            }
-            starts[d] += 1;
-        }
-        std::mem::swap(hits, spare);
-        shift += DIGIT;
-    }
+    radix_sort(hits, spare, |h| h.entry);
 }
 
 /// Scans `t[..n]`; `t` has at least `PAD` bytes after `n`.
