@@ -142,9 +142,9 @@ pub struct BuildOptions {
     /// overlaps each chunk's misses with the next chunk's filters).
     pub batch_min: usize,
     /// Keys queued before a batch is looked up (16 bytes each, twice: the
-    /// queue and its grouped copy; checked after each filter pass over a
-    /// region of 64 KiB, which queues at most two keys per position). More
-    /// keys per batch read the index in denser sweeps.
+    /// queue and its grouped copy; checked after each chunk of a filter
+    /// pass, which queues at most two keys per position). More keys per
+    /// batch read the index in denser sweeps.
     pub batch_keys: usize,
 }
 

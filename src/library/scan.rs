@@ -31,10 +31,9 @@
 //!
 //! A text of at least [`BuildOptions::batch_min`] bytes (64 KiB by
 //! default) is scanned in batches instead (see `scan_batched`): the same
-//! filter passes, one after the other over regions of 64 KiB (each pass's
+//! filter passes, one after the other over the whole text (each pass's
 //! filter then has the caches to itself), queue every key that passes with
-//! its home slot; a batch
-//! of keys is grouped by slot (2 048 groups, one scatter) and looked up in
+//! its home slot; a batch of keys is grouped by slot (2 048 groups, one scatter) and looked up in
 //! that order, and every list whose control byte matches is queued with
 //! its head and walked in that order (the build numbers the lists in the
 //! order of their keys' home slots, so this is node order too), the
@@ -54,7 +53,7 @@
 //!
 //! Costs: per position, one vector-hashed filter test per pass (about three
 //! instructions and one load of a filter word); per key that passes, a table probe;
-//! per candidate, a compare. Counting is an open-addressing tally
+//! per candidate, a compare. Counting is a queue of hits sorted at the end
 //! ([`super::tally`]). The pipeline's work lists take about 340 KiB (a
 //! chunk's worth of keys for every window kind), allocated by a scanner's
 //! first scan and kept for the next ones, as are the text buffer and the
@@ -63,10 +62,10 @@
 //! its heap on each free). The pipeline adds three chunks of latency,
 //! nothing else. The batched scan's queues take 32 bytes per key queued:
 //! a batch is looked up once it holds [`BuildOptions::batch_keys`] keys
-//! (2^18 by default), checked after each pass over a region, which adds at
-//! most two keys per position of the region (so at most 12 MiB, kept like
-//! the other buffers; a text of 1 MiB queues some 64 000 keys against a
-//! million strings, 2 MiB), and a 16 KiB table of group counts per text.
+//! (2^18 by default), checked after each chunk, which adds at most two
+//! keys per position of the chunk (so at most 8 MiB, kept like the other
+//! buffers; a text of 1 MiB queues some 64 000 keys against a million
+//! strings, 2 MiB), and a 16 KiB table of group counts per text.
 
 #[cfg(doc)]
 use super::BuildOptions;
@@ -321,8 +320,6 @@ fn scan_bytes(idx: &Index, t: &[u8], n: usize, counts: &mut Tally, pipe: &mut Pi
     }
 }
 
-/// Text the batched scan's filter passes cover one after the other.
-const REGION: usize = 128 * CHUNK;
 /// How many keys ahead the batched stages prefetch.
 const AHEAD: usize = 32;
 /// Groups of slot numbers (and, through the build's numbering, of lists)
@@ -368,37 +365,32 @@ fn scan_batched(
     let slot_bits = usize::BITS - bucket_mask.leading_zeros();
     let mut groups: Box<Groups> = Box::new([0; GROUPS]);
     let mut spare = [0u8; CHUNK_BYTES];
-    let mut base = 0;
-    while base < n {
-        // Pass by pass over a region, so that each pass's filter stays in
-        // the caches for the region rather than sharing them with the
-        // others' chunk by chunk.
-        let stop = (base + REGION).min(n);
-        for pass in &idx.passes {
-            for_each_chunk(t, (base, stop), &mut spare, |arr, range| {
-                let mut add = |key: u64, i: usize| {
-                    let at = (mix(key) as usize & bucket_mask) as u32;
-                    groups[group_of(at, slot_bits)] += 1;
-                    batch.push(Rec {
-                        key,
-                        i: i as u32,
-                        at,
-                    });
-                };
-                filter_pass_chunk(idx, pass, t, arr, range, n, &mut add, &mut found);
-            });
-            // A pass over a region queues at most two keys a position.
+    // Pass by pass over the whole text: each pass's filter then stays in
+    // the caches for the whole text, rather than being read back after
+    // every other pass (the text itself streams in order).
+    for pass in &idx.passes {
+        for_each_chunk(t, (0, n), &mut spare, |arr, range| {
+            let mut add = |key: u64, i: usize| {
+                let at = (mix(key) as usize & bucket_mask) as u32;
+                groups[group_of(at, slot_bits)] += 1;
+                batch.push(Rec {
+                    key,
+                    i: i as u32,
+                    at,
+                });
+            };
+            filter_pass_chunk(idx, pass, t, arr, range, n, &mut add, &mut found);
+            // A chunk queues at most two keys a position.
             if batch.len() >= idx.batch_keys {
                 let queues = (&mut *batch, &mut *batch_spare, &mut *tails);
                 join(idx, t, n, queues, (slot_bits, &mut groups), &mut found);
             }
-        }
-        if idx.has_pairs {
-            for_each_chunk(t, (base, stop), &mut spare, |arr, range| {
-                pairs_block(idx, t, arr, range, n, &mut found);
-            });
-        }
-        base = stop;
+        });
+    }
+    if idx.has_pairs {
+        for_each_chunk(t, (0, n), &mut spare, |arr, range| {
+            pairs_block(idx, t, arr, range, n, &mut found);
+        });
     }
     if !batch.is_empty() {
         join(
