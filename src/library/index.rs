@@ -57,8 +57,9 @@
 //!   filter: of the 3-byte strings); when the 4-byte keywords ride on the
 //!   3-byte pass, the union filter holds every 3-byte keyword and, in the
 //!   word of its first three bytes, every 4-byte keyword (the filters of
-//!   those two kinds are then left empty); `short_pairs` holds the first two bytes of every
-//!   string of 1 or 2 bytes (all 256 second bytes for a 1-byte string).
+//!   those two kinds are then left empty); `pairs` holds the first two
+//!   bytes of every string of 1 or 2 bytes (all 256 second bytes for a
+//!   1-byte string), see [`super::pairs`].
 //!
 //! # Costs traded
 //!
@@ -82,6 +83,7 @@ use hashbrown::HashTable;
 
 use super::hash::{Bitmap, TAG, TAG_SHORT, mix, read_le};
 use super::keyword::{Chooser, byte_prior, mail_words};
+use super::pairs::Pairs;
 
 /// Longest library string, in bytes after normalization.
 pub const MAX_LEN: usize = 1024;
@@ -401,10 +403,10 @@ pub(crate) struct Index {
     pub short3: HashTable<(u32, u32)>,
     /// The first node of the run of the 1-byte string `b0`, or [`NONE`].
     pub byte_nodes: Box<[u32; 256]>,
-    /// Bit `b0 | b1 << 8` set when a string of 1 or 2 bytes starts with
-    /// bytes `b0 b1` (a 1-byte string sets all 256 of its pairs): exact, so
-    /// these strings need no filter.
-    pub short_pairs: Box<[u64; 1024]>,
+    /// The pairs of bytes that start a string of 1 or 2 bytes (exact, so
+    /// these strings need no filter), and the byte sets that find the
+    /// positions worth checking.
+    pub pairs: Pairs,
     pub has_pairs: bool,
     pub longest_list: usize,
 }
@@ -587,7 +589,7 @@ impl Index {
         let mut tails = Vec::with_capacity(tail_bytes);
         let mut pair_nodes = PairNodes::default();
         let mut byte_nodes = Box::new([NONE; 256]);
-        let mut short_pairs = Box::new([0u64; 1024]);
+        let mut pairs = Pairs::default();
         let mut per_kind = [0usize; KINDS];
         let (mut pair_strings, mut three_heads) = (0, 0);
         // The keys of the lists' first nodes, in node order, for the table.
@@ -620,11 +622,7 @@ impl Index {
                 _ => {}
             }
             if kind == KIND_SHORT && b.len() <= PAIR_MAX {
-                let seconds = if b.len() == 1 { 0..=255 } else { b[1]..=b[1] };
-                for b1 in seconds {
-                    let pair = b[0] as usize | (b1 as usize) << 8;
-                    short_pairs[pair >> 6] |= 1 << (pair & 63);
-                }
+                pairs.insert(b);
                 // The head of the run: the same bytes may be two entries (a
                 // word and a substring one).
                 if is_head[i as usize] {
@@ -697,7 +695,7 @@ impl Index {
             pair_nodes,
             short3: HashTable::new(),
             byte_nodes,
-            short_pairs,
+            pairs,
             has_pairs: pair_strings > 0,
             longest_list: 0,
         };

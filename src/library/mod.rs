@@ -24,6 +24,7 @@ mod keyword;
 mod load;
 pub mod model;
 pub mod normalize;
+mod pairs;
 mod scan;
 mod tally;
 

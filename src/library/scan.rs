@@ -14,8 +14,9 @@
 //!    step), giving bit masks; only keys that pass are hashed for the table
 //!    and their control bytes and home buckets prefetched. Strings of 1 to
 //!    3 bytes are found here: those of 1 and 2 bytes through an exact 64
-//!    Kibit table of first byte pairs and direct tables of nodes, those of
-//!    3 bytes, past their filter, in a small table of their own that stays
+//!    Kibit table of first byte pairs, read only where byte sets say one
+//!    may start (see [`super::pairs`]), and direct tables of nodes, those
+//!    of 3 bytes, past their filter, in a small table of their own that stays
 //!    in the caches (they are few and occur often: the pipeline's stages
 //!    would cost them more than their lookup);
 //! 2. a chunk later the keys are looked up (one probe, no node read: the
@@ -70,7 +71,7 @@
 #[cfg(doc)]
 use super::BuildOptions;
 use super::Library;
-use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip, mix};
+use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, mix};
 use super::index::{GROUP_BITS, Index, KINDS, Node, Pass, mask, prefetch, width};
 use super::normalize::normalize_into;
 use super::tally::{Tally, radix_sort};
@@ -657,95 +658,16 @@ fn pairs_block(
     n: usize,
     found: &mut impl FnMut(usize),
 ) {
-    for_each_set(base, pairs_chunk(&idx.short_pairs, arr, end - base), |i| {
+    for_each_set(base, idx.pairs.chunk(arr, end - base), |i| {
         let pair = read8(t, i) as usize & 0xFFFF;
+        if !idx.pairs.has(pair as u8, (pair >> 8) as u8) {
+            return;
+        }
         let two = idx.pair_nodes.get(pair as u8, (pair >> 8) as u8);
         for head in [idx.byte_nodes[pair & 0xFF], two] {
             report_run(idx, head as usize, i, t, n, found);
         }
     });
-}
-
-/// Bit `j % 64` of word `j / 64` set where the first two bytes at
-/// `text[j..]` may start a short string, for the first `len` positions of
-/// a chunk (AVX2 when the CPU has it; both paths give the same bits).
-#[inline]
-fn pairs_chunk(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES], len: usize) -> [u64; BLOCKS] {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked above).
-        return clip(
-            unsafe { pairs_avx2::pairs_chunk(pairs, text, len.div_ceil(64)) },
-            len,
-        );
-    }
-    pairs_chunk_scalar(pairs, text, len)
-}
-
-#[inline(never)]
-fn pairs_chunk_scalar(pairs: &[u64; 1024], text: &[u8; CHUNK_BYTES], len: usize) -> [u64; BLOCKS] {
-    let mut m = [0u64; BLOCKS];
-    for j in 0..len.min(CHUNK) {
-        let pair = text[j] as usize | (text[j + 1] as usize) << 8;
-        m[j / 64] |= ((pairs[pair >> 6] >> (pair & 63)) & 1) << (j % 64);
-    }
-    m
-}
-
-#[cfg(target_arch = "x86_64")]
-mod pairs_avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{BLOCKS, CHUNK_BYTES};
-    use crate::library::hash::avx2::load8;
-
-    /// [`super::pairs_chunk`], eight positions per step: the table read as
-    /// 32-bit words (little-endian, so bit `p` of the table is bit `p % 32`
-    /// of word `p / 32`), eight loads per step.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pairs_chunk(
-        pairs: &[u64; 1024],
-        text: &[u8; CHUNK_BYTES],
-        blocks: usize,
-    ) -> [u64; BLOCKS] {
-        // SAFETY: the table's bytes read as twice as many `u32` (a `u64` is
-        // aligned for a `u32`; every bit pattern is a valid `u32`).
-        let table: &[u32] =
-            unsafe { std::slice::from_raw_parts(pairs.as_ptr().cast(), pairs.len() * 2) };
-        let c31 = _mm256_set1_epi32(31);
-        let one = _mm256_set1_epi32(1);
-        let mut m = [0u64; BLOCKS];
-        // Block by block, so that each step's shift is a constant.
-        for (blk, mb) in m.iter_mut().enumerate().take(blocks) {
-            for k in (0..64).step_by(8) {
-                let j = 64 * blk + k;
-                // SAFETY: j + 1 + 8 <= CHUNK + 1 <= CHUNK_BYTES: both 8-byte
-                // loads stay in `text`.
-                let (a, b) = unsafe {
-                    (
-                        _mm_loadl_epi64(text.as_ptr().add(j).cast()),
-                        _mm_loadl_epi64(text.as_ptr().add(j + 1).cast()),
-                    )
-                };
-                let pair = _mm256_or_si256(
-                    _mm256_cvtepu8_epi32(a),
-                    _mm256_slli_epi32::<8>(_mm256_cvtepu8_epi32(b)),
-                );
-                // SAFETY: pair < 65536, so pair >> 5 < 2048, the table's length
-                // in 32-bit words.
-                let words = unsafe { load8(table, _mm256_srli_epi32::<5>(pair)) };
-                let bit =
-                    _mm256_and_si256(_mm256_srlv_epi32(words, _mm256_and_si256(pair, c31)), one);
-                let hit = _mm256_cmpeq_epi32(bit, one);
-                *mb |= (_mm256_movemask_ps(_mm256_castsi256_ps(hit)) as u64) << k;
-            }
-        }
-        m
-    }
 }
 
 #[inline(always)]
@@ -1114,36 +1036,6 @@ mod tests {
             found(&l, "ＶＩＡ\u{AD}ＧＲＡ 发票\r\n代开"),
             pairs(&[("viagra", 1), ("发票代开", 1)])
         );
-    }
-
-    #[test]
-    fn vector_and_scalar_pair_filters_agree() {
-        let mut pairs = Box::new([0u64; 1024]);
-        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
-        for _ in 0..3000 {
-            let p = (next() % 65536) as usize;
-            pairs[p >> 6] |= 1 << (p & 63);
-        }
-        let mut text = [0u8; CHUNK_BYTES];
-        for round in 0..200 {
-            for b in text.iter_mut() {
-                *b = (next() % 40) as u8 + b'a';
-            }
-            let want = pairs_chunk_scalar(&pairs, &text, CHUNK);
-            assert_eq!(pairs_chunk(&pairs, &text, CHUNK), want);
-            // A short chunk: its positions only, on both paths.
-            let len = 100 + round;
-            let short = pairs_chunk(&pairs, &text, len);
-            assert_eq!(short, pairs_chunk_scalar(&pairs, &text, len));
-            assert_eq!(short, clip(want, len));
-            for j in 0..CHUNK {
-                let p = text[j] as usize | (text[j + 1] as usize) << 8;
-                assert_eq!(
-                    (want[j / 64] >> (j % 64)) & 1,
-                    (pairs[p >> 6] >> (p & 63)) & 1
-                );
-            }
-        }
     }
 
     #[test]
