@@ -16,8 +16,8 @@
 //!    3 bytes are found here: those of 1 and 2 bytes through an exact 64
 //!    Kibit table of first byte pairs, read only where byte sets say one
 //!    may start (see [`super::pairs`]), and direct tables of nodes, those
-//!    of 3 bytes, past their filter, in a small table of their own that stays
-//!    in the caches (they are few and occur often: the pipeline's stages
+//!    of 3 bytes, past their filter, in a small table of their own that
+//!    stays in the caches (they are few and occur often: the pipeline's stages
 //!    would cost them more than their lookup);
 //! 2. a chunk later the keys are looked up (one probe, no node read: the
 //!    first bucket on the probe path whose control byte matches) and the
@@ -34,11 +34,12 @@
 //! default) is scanned in batches instead (see `scan_batched`): the same
 //! filter passes, one after the other over the whole text (each pass's
 //! filter then has the caches to itself), queue every key that passes with
-//! its home slot; a batch of keys is grouped by slot (2 048 groups, one scatter) and looked up in
-//! that order, and every list whose control byte matches is queued with
-//! its head and walked in that order (the build numbers the lists in the
-//! order of their keys' home slots, so this is node order too), the
-//! candidates' tails compared a few candidates later. On an index
+//! its home slot; a batch of keys is grouped by slot (2 048 groups, one
+//! scatter) and looked up in that order, and every list whose control
+//! byte matches is queued with its head and walked in that order (the
+//! build numbers the lists in the order of their keys' home slots, so
+//! this is node order too), the candidates' tails compared a few
+//! candidates later. On an index
 //! larger than the caches and the TLB's reach the pipeline's lookups are
 //! random reads, each a cache miss and a page walk; grouped, the table and
 //! the nodes are read in sweeps that share lines and pages among many keys
