@@ -8,7 +8,9 @@
 //! from the library's own vocabulary; `CEILING=1` with `--features
 //! scan-ceiling` times the whole scan against scans cut after each of the
 //! pipeline's stages, alternately, and prints the share of the time each
-//! stage costs: the `Filters` row is what free lookups would gain)
+//! stage costs: the `Filters` row is what free lookups would gain; with
+//! `--features scan-timing` it prints the mean time of each stage of the
+//! batched scan)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -86,8 +88,9 @@ fn main() {
     let runs: usize = common::env_or("SCANS", 7);
     if std::env::var_os("CEILING").is_some() {
         ceiling(&lib, &text, runs);
-        // The cut scans' counts are not the whole scan's.
+        // The cut scans' counts and times are not the whole scan's.
         let _ = mailward::library::probe_stats::take();
+        let _ = mailward::library::stage_times::take();
     }
     for _ in 0..runs {
         let t = Instant::now();
@@ -123,6 +126,17 @@ fn main() {
         "probes/found/cands/ok per scan: {:?}",
         mailward::library::probe_stats::take().map(|x| x / (runs as u64 + 1))
     );
+    // With the `scan-timing` feature: mean milliseconds per scan by stage.
+    let secs_by_stage = mailward::library::stage_times::take();
+    if secs_by_stage.iter().any(|&s| s > 0.0) {
+        let scans = runs as f64 + 1.0;
+        let stages: Vec<String> = mailward::library::stage_times::STAGES
+            .iter()
+            .zip(secs_by_stage)
+            .map(|(name, s)| format!("{name} {:.2}", s * 1e3 / scans))
+            .collect();
+        println!("ms per scan by stage: {}", stages.join(", "));
+    }
     println!(
         "distinct hits {} ; {:.1} MB/s",
         total / 5,

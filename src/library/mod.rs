@@ -36,7 +36,7 @@ pub use build::{AddError, Attrs, Builder, MAX_ENTRIES, MAX_TEXT_BYTES};
 pub use index::{BuildOptions, MAX_LEN};
 pub use load::LoadError;
 pub use model::{Action, EntrySpec, MatchMode, Origin};
-pub use scan::{Hit, Scanner, ceiling, probe_stats};
+pub use scan::{Hit, Scanner, ceiling, probe_stats, stage_times};
 
 use index::Index;
 

@@ -182,9 +182,11 @@ impl Scanner {
 
     fn collect(&mut self) -> &[Hit] {
         self.hits.clear();
-        if !self.counts.drain_into(&mut self.hits) {
-            sort_hits(&mut self.hits, &mut self.spare);
-        }
+        stage_times::time(7, || {
+            if !self.counts.drain_into(&mut self.hits) {
+                sort_hits(&mut self.hits, &mut self.spare);
+            }
+        });
         &self.hits
     }
 
@@ -370,28 +372,32 @@ fn scan_batched(
     // Pass by pass over the whole text: each pass's filter then stays in
     // the caches for the whole text, rather than being read back after
     // every other pass (the text itself streams in order).
-    for pass in &idx.passes {
-        for_each_chunk(t, (0, n), &mut spare, |arr, range| {
-            let mut add = |key: u64, i: usize| {
-                let at = (mix(key) as usize & bucket_mask) as u32;
-                groups[group_of(at, slot_bits)] += 1;
-                batch.push(Rec {
-                    key,
-                    i: i as u32,
-                    at,
-                });
-            };
-            filter_pass_chunk(idx, pass, t, arr, range, n, &mut add, &mut found);
-            // A chunk queues at most two keys a position.
-            if batch.len() >= idx.batch_keys {
-                let queues = (&mut *batch, &mut *batch_spare, &mut *tails);
-                join(idx, t, n, queues, (slot_bits, &mut groups), &mut found);
-            }
+    for (k, pass) in idx.passes.iter().enumerate() {
+        stage_times::time(k.min(2), || {
+            for_each_chunk(t, (0, n), &mut spare, |arr, range| {
+                let mut add = |key: u64, i: usize| {
+                    let at = (mix(key) as usize & bucket_mask) as u32;
+                    groups[group_of(at, slot_bits)] += 1;
+                    batch.push(Rec {
+                        key,
+                        i: i as u32,
+                        at,
+                    });
+                };
+                filter_pass_chunk(idx, pass, t, arr, range, n, &mut add, &mut found);
+                // A chunk queues at most two keys a position.
+                if batch.len() >= idx.batch_keys {
+                    let queues = (&mut *batch, &mut *batch_spare, &mut *tails);
+                    join(idx, t, n, queues, (slot_bits, &mut groups), &mut found);
+                }
+            });
         });
     }
     if idx.has_pairs {
-        for_each_chunk(t, (0, n), &mut spare, |arr, range| {
-            pairs_block(idx, t, arr, range, n, &mut found);
+        stage_times::time(3, || {
+            for_each_chunk(t, (0, n), &mut spare, |arr, range| {
+                pairs_block(idx, t, arr, range, n, &mut found);
+            });
         });
     }
     if !batch.is_empty() {
@@ -420,13 +426,13 @@ fn join(
     if cut == Cut::Filters {
         batch.clear();
     }
-    group_by(batch, spare, slot_bits, groups);
-    lookup_batch(idx, batch, spare);
+    stage_times::time(4, || group_by(batch, spare, slot_bits, groups));
+    stage_times::time(5, || lookup_batch(idx, batch, spare));
     std::mem::swap(batch, spare);
     if cut < Cut::Walk {
         batch.clear();
     }
-    walk_batch(idx, t, n, batch, tails, cut, found);
+    stage_times::time(6, || walk_batch(idx, t, n, batch, tails, cut, found));
     batch.clear();
 }
 
@@ -710,6 +716,57 @@ fn walk(
             }
             Seen::No => {}
         }
+    }
+}
+
+/// Time spent in each stage of the batched scan, summed over this thread's
+/// scans, compiled in only with the `scan-timing` feature for tuning;
+/// otherwise [`stage_times::time`] just runs its stage. A profile of the
+/// scan splits it by function, and the stages share functions; timing
+/// each stage with a clock reads, for instance, what a filter pass costs
+/// with the keys it queues.
+pub mod stage_times {
+    /// The stages timed: the first three filter passes (by their order in
+    /// the index; a fourth pass counts as the third), the pair pass, the
+    /// scatter by slot group, the lookups, the walk with its tails, and
+    /// counting (the hits' sort). A batch looked up in the middle of a pass
+    /// (a text that queues more than `batch_keys` keys) counts in the pass
+    /// too.
+    pub const STAGES: [&str; 8] = [
+        "pass 1", "pass 2", "pass 3", "pairs", "scatter", "lookups", "walk", "counting",
+    ];
+
+    #[cfg(feature = "scan-timing")]
+    thread_local! {
+        static SECS: std::cell::Cell<[f64; 8]> = const { std::cell::Cell::new([0.0; 8]) };
+    }
+
+    /// Runs `f` as stage `stage` (an index into [`STAGES`]).
+    #[inline(always)]
+    pub(super) fn time<T>(_stage: usize, f: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "scan-timing")]
+        {
+            let start = std::time::Instant::now();
+            let out = f();
+            let secs = start.elapsed().as_secs_f64();
+            SECS.with(|c| {
+                let mut a = c.get();
+                a[_stage.min(7)] += secs;
+                c.set(a);
+            });
+            out
+        }
+        #[cfg(not(feature = "scan-timing"))]
+        f()
+    }
+
+    /// Seconds in each stage since the last call (all zero without the
+    /// feature).
+    pub fn take() -> [f64; 8] {
+        #[cfg(feature = "scan-timing")]
+        return SECS.with(|c| c.replace([0.0; 8]));
+        #[cfg(not(feature = "scan-timing"))]
+        [0.0; 8]
     }
 }
 
