@@ -721,7 +721,7 @@ fn walk(
 
 /// Time spent in each stage of the batched scan, summed over this thread's
 /// scans, compiled in only with the `scan-timing` feature for tuning;
-/// otherwise [`stage_times::time`] just runs its stage. A profile of the
+/// otherwise `stage_times::time` just runs its stage. A profile of the
 /// scan splits it by function, and the stages share functions; timing
 /// each stage with a clock reads, for instance, what a filter pass costs
 /// with the keys it queues.
