@@ -19,9 +19,8 @@
 //!   string's first byte, `one` the 1-byte strings' byte, `second` every
 //!   2-byte string's second byte.
 //!
-//! Costs: some 30 vector instructions per 32 positions (the shared nibble
-//! and row-bit steps computed once), against eight loads per eight
-//! positions for the exact table; positions that pass the sets cost a load
+//! Costs: some 30 vector instructions per 32 positions, against eight
+//! loads per eight positions for the exact table; positions that pass the sets cost a load
 //! each (at a million strings the pair pass went from 3.3–4.1 to 1.5 ms
 //! per 4 MiB of text). A library whose short strings start with common
 //! bytes (a single common letter as a string) passes many positions, and
@@ -29,30 +28,37 @@
 
 use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip};
 
-/// A set of bytes, as a bitmap and as the nibble tables the vector test
-/// shuffles: `low8[c & 15]` has bit `c >> 4` for the bytes below 128,
-/// `high8[c & 15]` bit `(c >> 4) - 8` for the others.
+/// A set of bytes, as the nibble tables the vector test shuffles:
+/// `low8[c & 15]` has bit `c >> 4` for the bytes below 128, `high8[c & 15]`
+/// bit `(c >> 4) - 8` for the others.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ByteSet {
-    bits: [u64; 4],
     low8: [u8; 16],
     high8: [u8; 16],
 }
 
 impl ByteSet {
+    /// Whether `c` is in the high table, its entry there and its bit.
+    #[inline(always)]
+    fn at(c: u8) -> (bool, usize, u8) {
+        (c >= 128, (c & 15) as usize, 1 << ((c >> 4) & 7))
+    }
+
     fn insert(&mut self, c: u8) {
-        self.bits[(c >> 6) as usize] |= 1 << (c & 63);
-        let row = c >> 4;
-        if row < 8 {
-            self.low8[(c & 15) as usize] |= 1 << row;
+        let (high, e, bit) = ByteSet::at(c);
+        let table = if high {
+            &mut self.high8
         } else {
-            self.high8[(c & 15) as usize] |= 1 << (row - 8);
-        }
+            &mut self.low8
+        };
+        table[e] |= bit;
     }
 
     #[inline(always)]
     fn contains(&self, c: u8) -> bool {
-        self.bits[(c >> 6) as usize] >> (c & 63) & 1 == 1
+        let (high, e, bit) = ByteSet::at(c);
+        let table = if high { &self.high8 } else { &self.low8 };
+        table[e] & bit != 0
     }
 }
 
