@@ -86,12 +86,15 @@ struct Systemd {
     /// The cgroup directories before boot: systemd makes its own (init.scope,
     /// system.slice, …) in the host's hierarchies, removed after.
     cgroups_before: HashSet<PathBuf>,
+    /// The links under /sys/fs/cgroup before boot (see [`cgroup_links`]).
+    links_before: HashSet<PathBuf>,
 }
 
 impl Systemd {
     fn boot(stage: &TempDir) -> Systemd {
         let made_conf_dir = !Path::new("/etc/mailward").exists();
         let cgroups_before = cgroup_dirs();
+        let links_before = cgroup_links();
         let log = stage.path().join("boot.log");
         let out = fs::File::create(&log).expect("create boot.log");
         let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
@@ -141,6 +144,7 @@ impl Systemd {
             console,
             made_conf_dir,
             cgroups_before,
+            links_before,
         }
     }
 
@@ -239,12 +243,55 @@ impl Drop for Systemd {
             .collect();
         made.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         let deadline = Instant::now() + Duration::from_secs(5);
-        for dir in made {
-            while fs::remove_dir(&dir).is_err() && dir.exists() && Instant::now() < deadline {
+        for dir in &made {
+            while fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // Where /sys/fs/cgroup is a tmpfs of cgroup v1 hierarchies mounted
+        // read-only, systemd remounts it writable in its namespace and makes
+        // mount points (and links) for the controllers it mounts; the host
+        // can remove them only through a writable mount, so a private mount
+        // namespace makes the tmpfs writable for the removal and read-only
+        // again after. The host's own mount stays read-only throughout.
+        let left: Vec<PathBuf> = made.into_iter().filter(|d| d.exists()).collect();
+        let links: Vec<PathBuf> = cgroup_links()
+            .difference(&self.links_before)
+            .cloned()
+            .collect();
+        if !left.is_empty() || !links.is_empty() {
+            let _ = Command::new("unshare")
+                .args(["-m", "sh", "-c"])
+                .arg(
+                    "mount -o remount,rw /sys/fs/cgroup || exit 1; \
+                     rm -f -- $LINKS; rmdir -- \"$@\"; rc=$?; \
+                     mount -o remount,ro /sys/fs/cgroup; exit $rc",
+                )
+                .arg("sh")
+                .args(&left)
+                .env(
+                    "LINKS",
+                    links
+                        .iter()
+                        .map(|l| l.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+                .status();
+        }
     }
+}
+
+/// The symbolic links directly under /sys/fs/cgroup (systemd makes some,
+/// such as `cpu -> cpu,cpuacct`, next to the mount points it makes).
+fn cgroup_links() -> HashSet<PathBuf> {
+    fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Every directory under /sys/fs/cgroup (symbolic links not followed).
