@@ -398,6 +398,10 @@ fn check_prints_the_figures_of_a_good_configuration() {
         assert!(!value(label).is_empty(), "{label}");
     }
     assert!(value("distinct keywords").parse::<usize>().unwrap() >= 1);
+    assert!(
+        ["AVX-512", "AVX2", "scalar"].contains(&value("scan kernels").as_str()),
+        "{text}"
+    );
     // The limits, the keys tracked and the memory bound of their counters
     // (non-zero for one limit on 1 000 addresses), under the default cap.
     let behavior = value("behavior");

@@ -191,4 +191,6 @@ fn describe_library(out: &mut String, lib: &Library) {
         "build time",
         format!("{:.3} s", s.build_time.as_secs_f64()),
     );
+    // The scan's speed depends on it: the vector kernels this CPU runs.
+    line(out, "scan kernels", mailward::library::kernels());
 }

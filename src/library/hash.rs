@@ -26,6 +26,21 @@ pub fn mix(x: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// Which of the filter kernels this CPU runs: `"AVX-512"`, `"AVX2"` or
+/// `"scalar"` (the scan's speed depends on it; `mailward check` shows it).
+pub fn kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512::usable() {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "AVX2";
+        }
+    }
+    "scalar"
+}
+
 /// Little-endian integer of up to 8 bytes.
 #[inline(always)]
 pub fn read_le(bytes: &[u8]) -> u64 {

@@ -33,6 +33,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use build::{AddError, Attrs, Builder, MAX_ENTRIES, MAX_TEXT_BYTES};
+pub use hash::kernels;
 pub use index::{BuildOptions, MAX_LEN};
 pub use load::LoadError;
 pub use model::{Action, EntrySpec, MatchMode, Origin};
