@@ -30,15 +30,58 @@ pub fn mix(x: u64) -> u64 {
 /// `"scalar"` (the scan's speed depends on it; `mailward check` shows it).
 pub fn kernels() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    {
-        if avx512::usable() {
-            return "AVX-512";
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "AVX2";
-        }
+    if let Some((name, _)) = vector_kernels() {
+        return name;
     }
     "scalar"
+}
+
+/// A vector filter kernel for one shape (see [`avx2::filter_chunk`]).
+#[cfg(target_arch = "x86_64")]
+type Kernel =
+    unsafe fn(&[u32], u32, &[u8; CHUNK_BYTES], u64, u64, (u64, u64), usize) -> [[u64; BLOCKS]; 2];
+
+/// Each family's kernels, indexed by shape.
+#[cfg(target_arch = "x86_64")]
+const AVX512_KERNELS: [Kernel; 4] = [
+    avx512::filter_chunk::<0>,
+    avx512::filter_chunk::<1>,
+    avx512::filter_chunk::<2>,
+    avx512::filter_chunk::<3>,
+];
+#[cfg(target_arch = "x86_64")]
+const AVX2_KERNELS: [Kernel; 4] = [
+    avx2::filter_chunk::<0>,
+    avx2::filter_chunk::<1>,
+    avx2::filter_chunk::<2>,
+    avx2::filter_chunk::<3>,
+];
+
+/// The widest kernels this CPU runs, with their name; none where only the
+/// scalar loops serve.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn vector_kernels() -> Option<(&'static str, [Kernel; 4])> {
+    if avx512::usable() {
+        Some(("AVX-512", AVX512_KERNELS))
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        Some(("AVX2", AVX2_KERNELS))
+    } else {
+        None
+    }
+}
+
+/// The kernel shape of a window's key (see [`avx2::filter_chunk`]): how the
+/// window splits into the hash's two halves. None for a key no kernel
+/// takes (the scalar loop serves it).
+#[inline(always)]
+fn shape(mask: u64, tag: u64) -> Option<usize> {
+    match mask {
+        u64::MAX => Some(2),
+        0xFF_FFFF_FFFF => Some(1),
+        m if narrow(m, tag) => Some(0),
+        _ => None,
+    }
 }
 
 /// Little-endian integer of up to 8 bytes.
@@ -165,48 +208,22 @@ impl Bitmap {
         len: usize,
     ) -> [u64; BLOCKS] {
         #[cfg(target_arch = "x86_64")]
-        if avx512::usable() {
-            let (words, shift) = (&*self.words, self.shift);
-            let (none, blocks) = ((0, 0), len.div_ceil(64));
-            // SAFETY: the CPU has AVX-512 F, BW and VBMI (checked above).
-            let m = unsafe {
-                match mask {
-                    u64::MAX => {
-                        avx512::filter_chunk::<2>(words, shift, text, mask, tag, none, blocks)
-                    }
-                    0xFF_FFFF_FFFF => {
-                        avx512::filter_chunk::<1>(words, shift, text, mask, tag, none, blocks)
-                    }
-                    m if narrow(m, tag) => {
-                        avx512::filter_chunk::<0>(words, shift, text, mask, tag, none, blocks)
-                    }
-                    _ => return self.filter_chunk_scalar(text, mask, tag, len),
-                }
+        if let (Some((_, kernels)), Some(shape)) = (vector_kernels(), shape(mask, tag)) {
+            // SAFETY: the CPU has the kernels' features (`vector_kernels`);
+            // the shape is the key's; a `Bitmap`'s shift keeps every index
+            // in its words.
+            let [m, _] = unsafe {
+                kernels[shape](
+                    &self.words,
+                    self.shift,
+                    text,
+                    mask,
+                    tag,
+                    (0, 0),
+                    len.div_ceil(64),
+                )
             };
-            return clip(m[0], len);
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            let (words, shift) = (&*self.words, self.shift);
-            let (none, blocks) = ((0, 0), len.div_ceil(64));
-            // How the window splits into the two halves: each shape builds
-            // its halves with its own shuffles (see `avx2::filter_chunk`).
-            // SAFETY: the CPU has AVX2 (checked above).
-            let m = unsafe {
-                match mask {
-                    u64::MAX => {
-                        avx2::filter_chunk::<2>(words, shift, text, mask, tag, none, blocks)
-                    }
-                    0xFF_FFFF_FFFF => {
-                        avx2::filter_chunk::<1>(words, shift, text, mask, tag, none, blocks)
-                    }
-                    m if narrow(m, tag) => {
-                        avx2::filter_chunk::<0>(words, shift, text, mask, tag, none, blocks)
-                    }
-                    _ => return self.filter_chunk_scalar(text, mask, tag, len),
-                }
-            };
-            return clip(m[0], len);
+            return clip(m, len);
         }
         self.filter_chunk_scalar(text, mask, tag, len)
     }
@@ -244,25 +261,16 @@ impl Bitmap {
         len: usize,
     ) -> [[u64; BLOCKS]; 2] {
         #[cfg(target_arch = "x86_64")]
-        if avx512::usable() && narrow(mask, tag) && narrow(rider.0, rider.1) {
-            let blocks = len.div_ceil(64);
-            // SAFETY: the CPU has AVX-512 F, BW and VBMI (checked above);
-            // both keys are narrow.
-            let [own, rides] = unsafe {
-                avx512::filter_chunk::<3>(&self.words, self.shift, text, mask, tag, rider, blocks)
-            };
-            return [clip(own, len), clip(rides, len)];
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2")
+        if let Some((_, kernels)) = vector_kernels()
             && narrow(mask, tag)
             && narrow(rider.0, rider.1)
         {
             let blocks = len.div_ceil(64);
-            // SAFETY: the CPU has AVX2 (checked above); both keys are narrow.
-            let [own, rides] = unsafe {
-                avx2::filter_chunk::<3>(&self.words, self.shift, text, mask, tag, rider, blocks)
-            };
+            // SAFETY: the CPU has the kernels' features (`vector_kernels`);
+            // both keys are narrow (shape 3); a `Bitmap`'s shift keeps every
+            // index in its words.
+            let [own, rides] =
+                unsafe { kernels[3](&self.words, self.shift, text, mask, tag, rider, blocks) };
             return [clip(own, len), clip(rides, len)];
         }
         self.filter_pair_chunk_scalar(text, (mask, tag), rider, len)
@@ -722,15 +730,6 @@ pub(crate) mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_vector_kernel_the_cpu_has_agrees_with_the_scalar_loop() {
-        type Kernel = unsafe fn(
-            &[u32],
-            u32,
-            &[u8; CHUNK_BYTES],
-            u64,
-            u64,
-            (u64, u64),
-            usize,
-        ) -> [[u64; BLOCKS]; 2];
         let shapes: [(u8, (u64, u64)); 4] = [
             (0, (0xFFFF_FFFF, TAG[1])),
             (1, (0xFF_FFFF_FFFF, TAG[2])),
@@ -738,23 +737,12 @@ pub(crate) mod tests {
             (3, (0xFF_FFFF, TAG_SHORT[3])),
         ];
         let rider = (0xFFFF_FFFF, TAG[1]);
-        let mut kernels: Vec<[Kernel; 4]> = Vec::new();
-        if std::arch::is_x86_feature_detected!("avx2") {
-            kernels.push([
-                avx2::filter_chunk::<0>,
-                avx2::filter_chunk::<1>,
-                avx2::filter_chunk::<2>,
-                avx2::filter_chunk::<3>,
-            ]);
-        }
-        if avx512::usable() {
-            kernels.push([
-                avx512::filter_chunk::<0>,
-                avx512::filter_chunk::<1>,
-                avx512::filter_chunk::<2>,
-                avx512::filter_chunk::<3>,
-            ]);
-        }
+        let has_avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let kernels: Vec<[Kernel; 4]> =
+            [(has_avx2, AVX2_KERNELS), (avx512::usable(), AVX512_KERNELS)]
+                .into_iter()
+                .filter_map(|(has, set)| has.then_some(set))
+                .collect();
         let mut next = xorshift(0x5EED_0FF1_17E5);
         let mut text = [0u8; CHUNK_BYTES];
         // Miri interprets the AVX2 kernels slowly.

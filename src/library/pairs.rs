@@ -114,19 +114,14 @@ impl Pairs {
 
     /// Bit `j % 64` of word `j / 64` set where position `j` of the chunk
     /// may start a string of 1 or 2 bytes: every position where one does,
-    /// and others (see the module docs), among the first `len`. AVX2 when
-    /// the CPU has it; both paths give the same bits.
+    /// and others (see the module docs), among the first `len`. AVX-512 or
+    /// AVX2 when the CPU has it; every path gives the same bits.
     #[inline]
     pub fn chunk(&self, text: &[u8; CHUNK_BYTES], len: usize) -> [u64; BLOCKS] {
         #[cfg(target_arch = "x86_64")]
-        if avx512::usable() {
-            // SAFETY: the CPU has AVX-512 F and BW (checked above).
-            return clip(unsafe { avx512::chunk(self, text, len.div_ceil(64)) }, len);
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked above).
-            return clip(unsafe { avx2::chunk(self, text, len.div_ceil(64)) }, len);
+        if let Some(kernel) = vector_kernels().next() {
+            // SAFETY: the CPU has the kernel's features (`vector_kernels`).
+            return clip(unsafe { kernel(self, text, len.div_ceil(64)) }, len);
         }
         self.chunk_scalar(text, len)
     }
@@ -144,15 +139,34 @@ impl Pairs {
     }
 }
 
+/// A vector kernel of [`Pairs::chunk`] over `blocks` blocks of 64.
+#[cfg(target_arch = "x86_64")]
+type Kernel = unsafe fn(&Pairs, &[u8; CHUNK_BYTES], usize) -> [u64; BLOCKS];
+
+/// The vector kernels this CPU runs, widest first.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn vector_kernels() -> impl Iterator<Item = Kernel> {
+    let has_avx2 = std::arch::is_x86_feature_detected!("avx2");
+    [
+        (avx512::usable(), avx512::chunk as Kernel),
+        (has_avx2, avx2::chunk as Kernel),
+    ]
+    .into_iter()
+    .filter_map(|(has, k)| has.then_some(k))
+}
+
+/// `1 << (h & 7)` for each high nibble `h`: the nibble tables' row bits,
+/// for the shuffles of both kernels.
+#[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
+const ROW_BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCKS, ByteSet, CHUNK_BYTES, Pairs};
-
-    /// `1 << (h & 7)` for each high nibble `h`.
-    #[rustfmt::skip]
-    pub(super) const ROW_BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    use super::{BLOCKS, ByteSet, CHUNK_BYTES, Pairs, ROW_BIT};
 
     /// The nibble tables of a set, each in both 128-bit halves.
     #[target_feature(enable = "avx2")]
@@ -229,7 +243,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCKS, ByteSet, CHUNK_BYTES, Pairs};
+    use super::{BLOCKS, ByteSet, CHUNK_BYTES, Pairs, ROW_BIT};
 
     /// Whether the CPU has what [`chunk`] needs.
     #[inline(always)]
@@ -264,9 +278,7 @@ mod avx512 {
     ) -> [u64; BLOCKS] {
         let (first, one, second) = (tables(&p.first), tables(&p.one), tables(&p.second));
         // SAFETY: 16 bytes, an unaligned load.
-        let row_bit = _mm512_broadcast_i32x4(unsafe {
-            _mm_loadu_si128(super::avx2::ROW_BIT.as_ptr().cast())
-        });
+        let row_bit = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(ROW_BIT.as_ptr().cast()) });
         let nibble = _mm512_set1_epi8(0x0F);
         // Bytes of `v` in the set `(low8, high8)`: their bits of the mask.
         let member = |v: __m512i, (low8, high8): (__m512i, __m512i)| {
@@ -327,26 +339,12 @@ mod tests {
             assert_eq!(p.chunk(&text, CHUNK), got, "round {round}");
             // Each kernel this CPU has, not only the one `chunk` picks.
             #[cfg(target_arch = "x86_64")]
-            {
+            for kernel in vector_kernels() {
                 let blocks = 1 + round % BLOCKS;
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2.
-                    let v = unsafe { avx2::chunk(&p, &text, blocks) };
-                    assert_eq!(
-                        clip(v, 64 * blocks),
-                        clip(got, 64 * blocks),
-                        "round {round}"
-                    );
-                }
-                if avx512::usable() {
-                    // SAFETY: the CPU has AVX-512 F and BW.
-                    let v = unsafe { avx512::chunk(&p, &text, blocks) };
-                    assert_eq!(
-                        clip(v, 64 * blocks),
-                        clip(got, 64 * blocks),
-                        "round {round}"
-                    );
-                }
+                // SAFETY: the CPU has the kernel's features.
+                let v = unsafe { kernel(&p, &text, blocks) };
+                let (v, want) = (clip(v, 64 * blocks), clip(got, 64 * blocks));
+                assert_eq!(v, want, "round {round}");
             }
             let len = 50 + 4 * round;
             assert_eq!(p.chunk(&text, len), clip(got, len));
