@@ -10,7 +10,9 @@
 //! pipeline's stages, alternately, and prints the share of the time each
 //! stage costs: the `Filters` row is what free lookups would gain; with
 //! `--features scan-timing` it prints the mean time of each stage of the
-//! batched scan)
+//! batched scan: a pass's time includes the lookups and walks of any batch
+//! that fills during it, unless `BATCH_KEYS=4194304` holds a whole text's
+//! keys in one batch)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -74,6 +76,10 @@ fn main() {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(BuildOptions::default().batch_min),
+            batch_keys: std::env::var("BATCH_KEYS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(BuildOptions::default().batch_keys),
             ..BuildOptions::default()
         },
     )
