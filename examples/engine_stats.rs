@@ -80,7 +80,6 @@ fn main() {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(BuildOptions::default().batch_keys),
-            ..BuildOptions::default()
         },
     )
     .expect("valid");
