@@ -409,6 +409,9 @@ pub(crate) struct Index {
     pub pairs: Pairs,
     pub has_pairs: bool,
     pub longest_list: usize,
+    /// The nodes below this one are the strings keyed whole (one to three
+    /// bytes), whose runs the build lays out first.
+    pub short_nodes: usize,
 }
 
 /// [`mask`] of each kind's window width (none for the short kind).
@@ -698,6 +701,10 @@ impl Index {
             pairs,
             has_pairs: pair_strings > 0,
             longest_list: 0,
+            short_nodes: patterns
+                .iter()
+                .filter(|p| p.bytes.len() <= SHORT_MAX)
+                .count(),
         };
         let pass = |filter: u16, mask: u64, tag: u64| Pass {
             filter,
@@ -874,7 +881,7 @@ impl Index {
 
     /// Entries keyed whole (the short kind).
     pub fn short_entries(&self) -> usize {
-        self.nodes.iter().filter(|n| n.kind() == KIND_SHORT).count()
+        self.short_nodes
     }
 
     pub fn distinct_keywords(&self) -> usize {
@@ -992,6 +999,11 @@ mod tests {
         assert_eq!(idx.nodes.len(), strs.len());
         for (n, &i) in order.iter().enumerate() {
             assert_eq!(idx.pattern(n), strs[i as usize].as_bytes());
+        }
+        // The strings keyed whole come first.
+        assert_eq!(idx.short_nodes, 2);
+        for (n, node) in idx.nodes.iter().enumerate() {
+            assert_eq!(node.kind() == KIND_SHORT, n < idx.short_nodes);
         }
         let runs = idx.nodes.iter().filter(|n| n.is_last()).count();
         // "ab" and "a" are in the direct tables, not in the hash table.
