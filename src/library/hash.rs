@@ -74,6 +74,7 @@ fn vector_kernels() -> Option<(&'static str, [Kernel; 4])> {
 /// The kernel shape of a window's key (see [`avx2::filter_chunk`]): how the
 /// window splits into the hash's two halves. None for a key no kernel
 /// takes (the scalar loop serves it).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn shape(mask: u64, tag: u64) -> Option<usize> {
     match mask {
@@ -131,7 +132,9 @@ pub const CHUNK: usize = 64 * BLOCKS;
 /// for the 16-byte loads of the vector path.
 pub const CHUNK_BYTES: usize = CHUNK + 15;
 
-/// `masks` with the bits of positions `len` and beyond cleared.
+/// `masks` with the bits of positions `len` and beyond cleared (the vector
+/// kernels work in whole blocks; the scalar loops stop at `len`).
+#[cfg(any(target_arch = "x86_64", test))]
 #[inline(always)]
 pub fn clip(mut masks: [u64; BLOCKS], len: usize) -> [u64; BLOCKS] {
     if len >= CHUNK {
@@ -148,6 +151,7 @@ pub fn clip(mut masks: [u64; BLOCKS], len: usize) -> [u64; BLOCKS] {
 
 /// Whether a key's upper half is the tag alone, so the vector path takes
 /// it as a constant.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn narrow(mask: u64, tag: u64) -> bool {
     mask <= 0xFFFF_FFFF && tag as u32 == 0
@@ -161,7 +165,14 @@ fn fold(x: u32) -> u32 {
 /// The filter's hash of a key (see [`Bitmap`]).
 #[inline(always)]
 fn h32(key: u64) -> u32 {
-    (fold(key as u32) ^ fold((key >> 32) as u32).wrapping_mul(F_K2)).wrapping_mul(F_K1)
+    (fold(key as u32) ^ hi_term((key >> 32) as u32)).wrapping_mul(F_K1)
+}
+
+/// What a key's upper half adds to its hash (see [`Bitmap`]); the vector
+/// kernels take it as a constant for a key whose upper half is its tag.
+#[inline(always)]
+fn hi_term(hi: u32) -> u32 {
+    fold(hi).wrapping_mul(F_K2)
 }
 
 /// The three bits of a key in its word (two may coincide).
@@ -338,7 +349,7 @@ impl Bitmap {
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCKS, CHUNK_BYTES, F_K1, F_K2, F_K3, fold};
+    use super::{BLOCKS, CHUNK_BYTES, F_K1, F_K2, F_K3, hi_term};
 
     /// `words[idx[l]]` in lane `l`: eight scalar loads, not a gather. On
     /// the AMD Zen 3 measured the loads cost less than the gather instruction
@@ -405,7 +416,7 @@ pub(crate) mod avx2 {
         );
         let hi_tag = (tag >> 32) as u32;
         let lo_mask = _mm256_set1_epi32(mask as u32 as i32);
-        let narrow_hi = _mm256_set1_epi32(fold(hi_tag).wrapping_mul(F_K2) as i32);
+        let narrow_hi = _mm256_set1_epi32(hi_term(hi_tag) as i32);
         let tag_hi = _mm256_set1_epi32(hi_tag as i32);
         let k1 = _mm256_set1_epi32(F_K1 as i32);
         let k2 = _mm256_set1_epi32(F_K2 as i32);
@@ -414,7 +425,7 @@ pub(crate) mod avx2 {
         let c31 = _mm256_set1_epi32(31);
         let one = _mm256_set1_epi32(1);
         let rider_mask = _mm256_set1_epi32(mask2 as u32 as i32);
-        let rider_hi = _mm256_set1_epi32(fold((tag2 >> 32) as u32).wrapping_mul(F_K2) as i32);
+        let rider_hi = _mm256_set1_epi32(hi_term((tag2 >> 32) as u32) as i32);
         let fold8 = |x: __m256i| _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x));
         // The key's three bits in its word, from the top of `h·K3`.
         let bits8 = |h: __m256i| {
@@ -478,7 +489,7 @@ pub(crate) mod avx2 {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCKS, CHUNK, CHUNK_BYTES, F_K1, F_K2, F_K3, fold};
+    use super::{BLOCKS, CHUNK, CHUNK_BYTES, F_K1, F_K2, F_K3, hi_term};
 
     /// Whether the CPU has what [`filter_chunk`] needs.
     #[inline(always)]
@@ -543,7 +554,7 @@ pub(crate) mod avx512 {
         };
         let hi_tag = (tag >> 32) as u32;
         let lo_mask = _mm512_set1_epi32(mask as u32 as i32);
-        let narrow_hi = _mm512_set1_epi32(fold(hi_tag).wrapping_mul(F_K2) as i32);
+        let narrow_hi = _mm512_set1_epi32(hi_term(hi_tag) as i32);
         let tag_hi = _mm512_set1_epi32(hi_tag as i32);
         let k1 = _mm512_set1_epi32(F_K1 as i32);
         let k2 = _mm512_set1_epi32(F_K2 as i32);
@@ -551,7 +562,7 @@ pub(crate) mod avx512 {
         let count = _mm_cvtsi32_si128(shift as i32);
         let one = _mm512_set1_epi32(1);
         let rider_mask = _mm512_set1_epi32(mask2 as u32 as i32);
-        let rider_hi = _mm512_set1_epi32(fold((tag2 >> 32) as u32).wrapping_mul(F_K2) as i32);
+        let rider_hi = _mm512_set1_epi32(hi_term((tag2 >> 32) as u32) as i32);
         let fold16 = |x: __m512i| _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
         // `1 << b` for the low five bits of each lane's `b`, by a
         // two-table permute: on Intel's AVX-512 the shifts share one port

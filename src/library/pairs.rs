@@ -28,7 +28,9 @@
 //! bytes (a single common letter as a string) passes many positions, and
 //! those are mostly matches anyway.
 
-use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES, clip};
+#[cfg(any(target_arch = "x86_64", test))]
+use super::hash::clip;
+use super::hash::{BLOCKS, CHUNK, CHUNK_BYTES};
 
 /// A set of bytes, as the nibble tables the vector test shuffles:
 /// `low8[c & 15]` has bit `c >> 4` for the bytes below 128, `high8[c & 15]`

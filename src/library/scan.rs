@@ -155,8 +155,7 @@ impl Scanner {
         lib: &Library,
         parts: impl IntoIterator<Item = &'t str>,
     ) -> &[Hit] {
-        self.counts.clear();
-        self.counts.count_directly(lib.index.short_nodes);
+        self.counts.start(lib.index.short_nodes);
         for part in parts {
             self.buf.clear();
             normalize_into(part, &mut self.buf);
@@ -169,8 +168,7 @@ impl Scanner {
     /// normalize once and scan twice). Matching normalized text is the
     /// caller's promise; text that is not normalized is scanned as it is.
     pub fn scan_normalized(&mut self, lib: &Library, text: &str) -> &[Hit] {
-        self.counts.clear();
-        self.counts.count_directly(lib.index.short_nodes);
+        self.counts.start(lib.index.short_nodes);
         self.buf.clear();
         self.buf.push_str(text);
         self.scan_buf(&lib.index);

@@ -14,7 +14,7 @@
 //! one (zero marks an empty slot) and doubled when half full: sorted, and
 //! counted one slot per run. Only a scan with that many hits pays for it.
 //!
-//! The first entries (those below [`Tally::count_directly`]'s bound: the
+//! The first entries (those below [`Tally::start`]'s bound: the
 //! library's strings of one to three bytes, which the index numbers
 //! first) skip the queue: each has a counter of its own. They are few and
 //! found often (single CJK characters, symbols: 40 % of the hits of the
@@ -57,7 +57,7 @@ pub struct Tally {
     touched: Vec<u32>,
 }
 
-/// Most entries counted directly (see [`Tally::count_directly`]).
+/// Most entries counted directly (see [`Tally::start`]).
 pub const DIRECT_MAX: usize = 1 << 16;
 
 /// Hits queued before they are folded into the table.
@@ -82,13 +82,13 @@ impl Tally {
         }
     }
 
-    /// Counts the entries below `n` (at most [`DIRECT_MAX`]) each in a
-    /// counter of its own from now on. Call it on an empty tally; it costs
-    /// nothing when `n` is the same as last time.
-    pub fn count_directly(&mut self, n: usize) {
-        let n = n.min(DIRECT_MAX);
+    /// Forgets every count, and from now on counts the entries below
+    /// `direct` (at most [`DIRECT_MAX`]) each in a counter of its own. The
+    /// counters are kept when `direct` is the same as last time.
+    pub fn start(&mut self, direct: usize) {
+        self.clear();
+        let n = direct.min(DIRECT_MAX);
         if self.direct.len() != n {
-            self.clear();
             self.direct.clear();
             self.direct.resize(n, 0);
         }
@@ -183,13 +183,7 @@ impl Tally {
     pub fn drain_into(&mut self, out: &mut Vec<Hit>) -> bool {
         // The direct entries come first: they are the lowest.
         self.touched.sort_unstable();
-        for &entry in &self.touched {
-            if let Some(c) = self.direct.get_mut(entry as usize) {
-                out.push(Hit { entry, count: *c });
-                *c = 0;
-            }
-        }
-        self.touched.clear();
+        self.empty_direct(|h| out.push(h));
         if self.used.is_empty() {
             self.runs(|_, entry, count| out.push(Hit { entry, count }));
             return true;
@@ -200,15 +194,22 @@ impl Tally {
     }
 
     /// Forgets every count.
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.queue.clear();
+        self.empty_direct(|_| {});
+        self.empty(|_| {});
+    }
+
+    /// Hands every entry counted directly to `f`, in the order of
+    /// `touched`, and zeroes its counter.
+    fn empty_direct(&mut self, mut f: impl FnMut(Hit)) {
         for &entry in &self.touched {
             if let Some(c) = self.direct.get_mut(entry as usize) {
+                f(Hit { entry, count: *c });
                 *c = 0;
             }
         }
         self.touched.clear();
-        self.empty(|_| {});
     }
 
     /// Hands every counted entry to `f` and clears its slot.
@@ -341,7 +342,7 @@ mod tests {
     #[test]
     fn low_entries_are_counted_directly_and_come_first() {
         let mut t = Tally::default();
-        t.count_directly(10);
+        t.start(10);
         let mut want = std::collections::BTreeMap::new();
         for k in 0..3000u32 {
             // Entries on both sides of the bound, in no order.
@@ -355,11 +356,10 @@ mod tests {
         let got: Vec<(u32, u32)> = out.iter().map(|h| (h.entry, h.count)).collect();
         assert_eq!(got, want.into_iter().collect::<Vec<_>>());
         assert!(t.direct.iter().all(|&c| c == 0) && t.touched.is_empty());
-        // A cleared tally forgets its direct counts; a new bound starts
+        // A started tally forgets its direct counts; a new bound starts
         // from zero.
         t.add(3);
-        t.clear();
-        t.count_directly(5);
+        t.start(5);
         t.add(3);
         t.add(7);
         out.clear();
@@ -369,7 +369,7 @@ mod tests {
             [Hit { entry: 3, count: 1 }, Hit { entry: 7, count: 1 }]
         );
         // The bound is capped.
-        t.count_directly(usize::MAX);
+        t.start(usize::MAX);
         assert_eq!(t.direct.len(), DIRECT_MAX);
     }
 
