@@ -12,7 +12,8 @@
 //! `--features scan-timing` it prints the mean time of each stage of the
 //! batched scan: a pass's time includes the lookups and walks of any batch
 //! that fills during it, unless `BATCH_KEYS=4194304` holds a whole text's
-//! keys in one batch)
+//! keys in one batch; `THRASH=1024` writes 1 GiB before each timed scan,
+//! so that scans start with the caches as cold as in a paired round)
 #[path = "../benches/common/mod.rs"]
 mod common;
 
@@ -97,7 +98,15 @@ fn main() {
         let _ = mailward::library::probe_stats::take();
         let _ = mailward::library::stage_times::take();
     }
-    for _ in 0..runs {
+    // With THRASH=MiB, that many bytes are written before each scan, so
+    // that the scan starts with the caches as cold as after another
+    // engine's scan of a large index (a paired round).
+    let mut thrash = vec![0u8; common::env_or("THRASH", 0usize) << 20];
+    for r in 0..runs {
+        for b in thrash.iter_mut().step_by(64) {
+            *b = b.wrapping_add(r as u8);
+        }
+        std::hint::black_box(&thrash);
         let t = Instant::now();
         total += s.scan_normalized(&lib, &text).len();
         secs = secs.min(t.elapsed().as_secs_f64());
